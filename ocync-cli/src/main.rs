@@ -1,1 +1,47 @@
-fn main() {}
+//! `ocync`: copy and sync OCI images between registries and OCI layouts.
+//!
+//! The binary holds no protocol logic: it parses arguments, sets up logging (stderr), runs a
+//! library call, prints data (stdout) and maps errors to documented exit codes.
+
+mod cli;
+mod copy;
+mod exit;
+mod logging;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => exit::Code::Ok,
+                _ => exit::Code::Input,
+            };
+            let _ = e.print();
+            return code.into();
+        }
+    };
+    logging::init(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::Code::Failure.into();
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            cli::Command::Copy(args) => copy::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code.into(),
+        Err(err) => {
+            exit::report(&err);
+            exit::classify(&err).into()
+        }
+    }
+}

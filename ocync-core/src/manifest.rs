@@ -84,7 +84,7 @@ impl ImageIndex {
             digest: Digest::sha256(&bytes),
             bytes: Bytes::from(bytes),
             media_type,
-            kind: ManifestKind::Index(self.clone()),
+            kind: ManifestKind::Index(Box::new(self.clone())),
         }
     }
 }
@@ -94,9 +94,9 @@ impl ImageIndex {
 #[non_exhaustive]
 pub enum ManifestKind {
     /// An image manifest.
-    Image(ImageManifest),
+    Image(Box<ImageManifest>),
     /// An index.
-    Index(ImageIndex),
+    Index(Box<ImageIndex>),
 }
 
 /// A manifest: raw bytes, media type, digest and the parsed view.

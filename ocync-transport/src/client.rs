@@ -1,0 +1,856 @@
+//! [`Client`]: one registry, its settings, its authentication state, and request execution.
+//!
+//! Authentication is challenge driven. A request goes out with whatever the client already
+//! knows (nothing, Basic, or a cached Bearer token for the request's scopes); a 401 teaches the
+//! client the registry's scheme from `WWW-Authenticate`, and the request is retried once with
+//! fresh credentials. There is no `/v2/` ping except to learn whether a loopback registry speaks
+//! TLS, so an unchanged image costs no more than the requests that look at it.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::{Method, Response, StatusCode};
+use tokio::sync::OnceCell;
+use url::Url;
+
+use ocync_auth::{
+    AnonymousProvider, BearerChallenge, Challenge, Credential, CredentialProvider, Scope, Scopes, TokenCache, TokenKey,
+    TokenRequest,
+};
+use ocync_core::{DOCKER_HUB, DOCKER_HUB_API_HOST};
+
+use crate::error::{Error, ErrorKind, host_of, is_plaintext_server};
+use crate::stream::BlobStream;
+
+/// How to reach a registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Scheme {
+    /// HTTPS; a loopback registry (`localhost`, `127.0.0.0/8`, `::1`) that does not speak TLS is
+    /// reached over plain HTTP instead, as docker does.
+    #[default]
+    Auto,
+    /// HTTPS only.
+    Https,
+    /// Plain HTTP (test and air-gapped registries).
+    Http,
+}
+
+/// How blobs are uploaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum UploadMode {
+    /// `POST` then one streamed `PUT` with the whole blob (fewest requests).
+    #[default]
+    Monolithic,
+    /// `POST`, one `PATCH` per chunk of at most `chunk_size` bytes (each with `Content-Length`
+    /// and `Content-Range`), then an empty `PUT`: for registries that cap request bodies.
+    Chunked {
+        /// Largest chunk in bytes.
+        chunk_size: u64,
+    },
+}
+
+/// Per-registry settings; builds a [`Client`].
+#[derive(Clone)]
+pub struct ClientBuilder {
+    name: String,
+    scheme: Scheme,
+    ca_files: Vec<PathBuf>,
+    skip_verify: bool,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    user_agent: String,
+    credentials: Option<Arc<dyn CredentialProvider>>,
+    upload: UploadMode,
+    resolve: Vec<(String, std::net::SocketAddr)>,
+    resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("name", &self.name)
+            .field("scheme", &self.scheme)
+            .field("ca_files", &self.ca_files)
+            .field("skip_verify", &self.skip_verify)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .field("credentials", &self.credentials.as_ref().map(|c| c.name()))
+            .field("upload", &self.upload)
+            .finish()
+    }
+}
+
+impl ClientBuilder {
+    /// Settings for `registry`: `host[:port]`, optionally with a path under which every
+    /// repository lives (`localhost:5000/myregistry`) and an `http://` or `https://` prefix that
+    /// fixes the scheme.
+    pub fn new(registry: &str) -> ClientBuilder {
+        let (scheme, rest) = if let Some(r) = registry.strip_prefix("http://") {
+            (Scheme::Http, r)
+        } else if let Some(r) = registry.strip_prefix("https://") {
+            (Scheme::Https, r)
+        } else {
+            (Scheme::Auto, registry)
+        };
+        ClientBuilder {
+            name: rest.trim_end_matches('/').to_owned(),
+            scheme,
+            ca_files: Vec::new(),
+            skip_verify: false,
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
+            user_agent: concat!("ocync/", env!("CARGO_PKG_VERSION")).to_owned(),
+            credentials: None,
+            upload: UploadMode::default(),
+            resolve: Vec::new(),
+            resolver: None,
+        }
+    }
+
+    /// How to reach the registry.
+    pub fn scheme(mut self, scheme: Scheme) -> Self {
+        self.scheme = scheme;
+        self
+    }
+
+    /// Trust the CA certificates in this PEM file, in addition to the system's
+    /// (`SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured as well).
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_files.push(path.into());
+        self
+    }
+
+    /// Accept any certificate. Only for test registries: it removes all protection TLS gives.
+    pub fn danger_accept_invalid_certs(mut self, skip: bool) -> Self {
+        self.skip_verify = skip;
+        self
+    }
+
+    /// Time allowed to establish a connection (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Longest silence allowed while waiting for response bytes (default 60 s).
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// Where credentials come from (default: none, anonymous).
+    pub fn credentials(mut self, provider: Arc<dyn CredentialProvider>) -> Self {
+        self.credentials = Some(provider);
+        self
+    }
+
+    pub(crate) fn credentials_if_unset(mut self, provider: Arc<dyn CredentialProvider>) -> Self {
+        if self.credentials.is_none() {
+            self.credentials = Some(provider);
+        }
+        self
+    }
+
+    /// How blobs are uploaded (default monolithic).
+    pub fn upload_mode(mut self, mode: UploadMode) -> Self {
+        self.upload = mode;
+        self
+    }
+
+    /// Send requests for `host` to `address` instead of resolving it, like curl's `--resolve`
+    /// (a private endpoint, a test server). TLS still verifies the certificate for `host`.
+    pub fn resolve(mut self, host: impl Into<String>, address: std::net::SocketAddr) -> Self {
+        self.resolve.push((host.into(), address));
+        self
+    }
+
+    /// Resolve host names with this resolver instead of the system's.
+    pub fn dns_resolver(mut self, resolver: Arc<dyn reqwest::dns::Resolve>) -> Self {
+        self.resolver = Some(resolver);
+        self
+    }
+
+    /// The `User-Agent` header (default `ocync/<version>`).
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = user_agent.into();
+        self
+    }
+
+    /// Build the client. Fails on settings that cannot work (a missing or empty CA file, a
+    /// malformed registry name), naming the registry.
+    pub fn build(self) -> Result<Client, Error> {
+        let settings_error = |reason: String| -> Error {
+            ErrorKind::Settings {
+                registry: self.name.clone(),
+                reason,
+            }
+            .into()
+        };
+        let (authority, prefix) = match self.name.split_once('/') {
+            Some((a, p)) => (a.to_owned(), Some(p.trim_matches('/').to_owned()).filter(|p| !p.is_empty())),
+            None => (self.name.clone(), None),
+        };
+        if authority.is_empty() {
+            return Err(settings_error("the registry name is empty".into()));
+        }
+        if let Some(p) = &prefix {
+            ocync_core::validate_repository(p)
+                .map_err(|e| settings_error(format!("path prefix '{p}' is not a repository path: {e}")))?;
+        }
+        let registry = authority.to_ascii_lowercase();
+        let api_host = if registry == DOCKER_HUB { DOCKER_HUB_API_HOST.to_owned() } else { registry.clone() };
+        Url::parse(&format!("https://{api_host}/"))
+            .map_err(|e| settings_error(format!("'{api_host}' is not a valid host[:port]: {e}")))?;
+
+        let mut http = reqwest::Client::builder()
+            .user_agent(self.user_agent.clone())
+            .connect_timeout(self.connect_timeout)
+            .read_timeout(self.read_timeout)
+            .pool_idle_timeout(Duration::from_secs(90));
+        for path in &self.ca_files {
+            let pem = std::fs::read(path)
+                .map_err(|e| settings_error(format!("cannot read CA file {}: {e}", path.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| settings_error(format!("CA file {} is not PEM: {e}", path.display())))?;
+            if certs.is_empty() {
+                return Err(settings_error(format!("CA file {} holds no certificate", path.display())));
+            }
+            http = http.tls_certs_merge(certs);
+        }
+        if self.skip_verify {
+            http = http.tls_danger_accept_invalid_certs(true);
+        }
+        for (host, address) in &self.resolve {
+            http = http.resolve(host, *address);
+        }
+        if let Some(resolver) = &self.resolver {
+            http = http.dns_resolver(resolver.clone());
+        }
+        let http = http.build().map_err(|e| {
+            settings_error(format!(
+                "cannot build an HTTPS client ({e}); install CA certificates or set SSL_CERT_FILE"
+            ))
+        })?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                registry,
+                api_host,
+                prefix,
+                scheme: self.scheme,
+                http,
+                base: OnceCell::new(),
+                credentials: self.credentials.unwrap_or_else(|| Arc::new(AnonymousProvider)),
+                auth: Mutex::new(AuthState::Unknown),
+                tokens: TokenCache::default(),
+                upload: self.upload,
+                stats: Stats::default(),
+                referrers_api: AtomicU8::new(REFERRERS_UNKNOWN),
+            }),
+        })
+    }
+}
+
+pub(crate) const REFERRERS_UNKNOWN: u8 = 0;
+pub(crate) const REFERRERS_SUPPORTED: u8 = 1;
+pub(crate) const REFERRERS_UNSUPPORTED: u8 = 2;
+
+/// A client for one registry. Cheap to clone; clones share connections, tokens and counters.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    /// The registry's name as users write it (`docker.io`, `127.0.0.1:5000`).
+    pub(crate) registry: String,
+    /// The host requests go to (`registry-1.docker.io` for Docker Hub).
+    pub(crate) api_host: String,
+    prefix: Option<String>,
+    scheme: Scheme,
+    pub(crate) http: reqwest::Client,
+    base: OnceCell<Url>,
+    credentials: Arc<dyn CredentialProvider>,
+    auth: Mutex<AuthState>,
+    tokens: TokenCache,
+    pub(crate) upload: UploadMode,
+    pub(crate) stats: Stats,
+    pub(crate) referrers_api: AtomicU8,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("registry", &self.inner.registry)
+            .field("prefix", &self.inner.prefix)
+            .field("scheme", &self.inner.scheme)
+            .field("credentials", &self.inner.credentials.name())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+enum AuthState {
+    /// No 401 seen yet.
+    Unknown,
+    /// The registry wants Basic credentials on every request.
+    Basic,
+    /// The registry wants Bearer tokens from this realm.
+    Bearer { realm: String, service: Option<String> },
+}
+
+/// What a request needs from the registry's authorisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    Pull,
+    Push,
+}
+
+impl Access {
+    fn as_str(self) -> &'static str {
+        match self {
+            Access::Pull => "pull",
+            Access::Push => "push",
+        }
+    }
+}
+
+/// A request body.
+pub(crate) enum Body {
+    Empty,
+    Bytes(Bytes),
+    /// A one-shot stream with its length: not replayable, so it is sent only once the
+    /// credentials are settled.
+    Stream(BlobStream, u64),
+}
+
+/// One request to the registry.
+pub(crate) struct Request {
+    pub(crate) method: Method,
+    pub(crate) url: Url,
+    pub(crate) kind: RequestKind,
+    pub(crate) repository: String,
+    pub(crate) access: Access,
+    /// Other repositories the token must cover (the `from` of a mount).
+    pub(crate) also_pull: Option<String>,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Body,
+}
+
+impl Request {
+    pub(crate) fn new(method: Method, url: Url, kind: RequestKind, repository: &str, access: Access) -> Request {
+        Request {
+            method,
+            url,
+            kind,
+            repository: repository.to_owned(),
+            access,
+            also_pull: None,
+            headers: HeaderMap::new(),
+            body: Body::Empty,
+        }
+    }
+
+    pub(crate) fn header(mut self, name: reqwest::header::HeaderName, value: HeaderValue) -> Request {
+        self.headers.insert(name, value);
+        self
+    }
+
+    pub(crate) fn body(mut self, body: Body) -> Request {
+        self.body = body;
+        self
+    }
+
+    fn scopes(&self) -> Scopes {
+        let actions: &[&str] = match self.access {
+            Access::Pull => &["pull"],
+            Access::Push => &["pull", "push"],
+        };
+        let mut scopes = Scopes::from_iter([Scope::repository(&self.repository, actions)]);
+        if let Some(from) = &self.also_pull {
+            scopes = scopes.union(&Scopes::from_iter([Scope::repository(from, &["pull"])]));
+        }
+        scopes
+    }
+}
+
+/// The kinds of registry request, for counters and rate-limit groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum RequestKind {
+    /// `GET /v2/` (scheme discovery only).
+    Ping,
+    /// Token endpoint requests.
+    Token,
+    /// `HEAD` a manifest.
+    ManifestHead,
+    /// `GET` a manifest.
+    ManifestGet,
+    /// `PUT` a manifest.
+    ManifestPut,
+    /// `HEAD` a blob.
+    BlobHead,
+    /// `GET` a blob.
+    BlobGet,
+    /// `POST` to start an upload.
+    UploadStart,
+    /// `POST` with `mount=`.
+    Mount,
+    /// `PATCH` a chunk.
+    UploadChunk,
+    /// `PUT` to finish an upload.
+    UploadComplete,
+    /// `DELETE` an abandoned upload session.
+    UploadCancel,
+    /// `GET` a tag list page.
+    TagList,
+    /// `GET` a referrers list.
+    Referrers,
+}
+
+impl RequestKind {
+    /// Every kind, in counter order.
+    pub const ALL: [RequestKind; 14] = [
+        RequestKind::Ping,
+        RequestKind::Token,
+        RequestKind::ManifestHead,
+        RequestKind::ManifestGet,
+        RequestKind::ManifestPut,
+        RequestKind::BlobHead,
+        RequestKind::BlobGet,
+        RequestKind::UploadStart,
+        RequestKind::Mount,
+        RequestKind::UploadChunk,
+        RequestKind::UploadComplete,
+        RequestKind::UploadCancel,
+        RequestKind::TagList,
+        RequestKind::Referrers,
+    ];
+
+    /// A stable snake_case name for reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestKind::Ping => "ping",
+            RequestKind::Token => "token",
+            RequestKind::ManifestHead => "manifest_head",
+            RequestKind::ManifestGet => "manifest_get",
+            RequestKind::ManifestPut => "manifest_put",
+            RequestKind::BlobHead => "blob_head",
+            RequestKind::BlobGet => "blob_get",
+            RequestKind::UploadStart => "upload_start",
+            RequestKind::Mount => "mount",
+            RequestKind::UploadChunk => "upload_chunk",
+            RequestKind::UploadComplete => "upload_complete",
+            RequestKind::UploadCancel => "upload_cancel",
+            RequestKind::TagList => "tag_list",
+            RequestKind::Referrers => "referrers",
+        }
+    }
+}
+
+/// Request and byte counters of one client.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    requests: [AtomicU64; RequestKind::ALL.len()],
+    pub(crate) bytes_uploaded: AtomicU64,
+    pub(crate) bytes_downloaded: AtomicU64,
+}
+
+impl Stats {
+    fn count(&self, kind: RequestKind) {
+        let i = RequestKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        self.requests[i].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A snapshot of a client's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ClientStats {
+    /// Requests sent, by kind (kinds with zero requests are omitted).
+    pub requests: std::collections::BTreeMap<&'static str, u64>,
+    /// Blob bytes sent to the registry.
+    pub bytes_uploaded: u64,
+    /// Blob bytes received from the registry.
+    pub bytes_downloaded: u64,
+}
+
+impl ClientStats {
+    /// Requests of one kind.
+    pub fn get(&self, kind: RequestKind) -> u64 {
+        self.requests.get(kind.as_str()).copied().unwrap_or(0)
+    }
+
+    /// All requests.
+    pub fn total(&self) -> u64 {
+        self.requests.values().sum()
+    }
+}
+
+impl Client {
+    /// A client for `registry` with default settings.
+    pub fn new(registry: &str) -> Result<Client, Error> {
+        ClientBuilder::new(registry).build()
+    }
+
+    /// The registry's name (`docker.io`, `127.0.0.1:5000`), without any path prefix.
+    pub fn registry(&self) -> &str {
+        &self.inner.registry
+    }
+
+    /// Counters of every request this client (and its clones) sent.
+    pub fn stats(&self) -> ClientStats {
+        let s = &self.inner.stats;
+        ClientStats {
+            requests: RequestKind::ALL
+                .iter()
+                .zip(&s.requests)
+                .map(|(k, c)| (k.as_str(), c.load(Ordering::Relaxed)))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            bytes_uploaded: s.bytes_uploaded.load(Ordering::Relaxed),
+            bytes_downloaded: s.bytes_downloaded.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether two clients talk to the same registry endpoint (so blobs can be mounted
+    /// between their repositories).
+    pub fn same_registry(&self, other: &Client) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+            || (self.inner.api_host == other.inner.api_host && self.inner.scheme == other.inner.scheme)
+    }
+
+    /// The repository path on the registry: the client's path prefix, then `repository`.
+    pub(crate) fn path(&self, repository: &str) -> String {
+        match &self.inner.prefix {
+            Some(p) => format!("{p}/{repository}"),
+            None => repository.to_owned(),
+        }
+    }
+
+    /// `registry[/prefix]/repository`, for messages.
+    pub fn display_name(&self, repository: &str) -> String {
+        format!("{}/{}", self.inner.registry, self.path(repository))
+    }
+
+    /// A URL under `/v2/<path>/`.
+    pub(crate) async fn url(&self, repository: &str, rest: &str) -> Result<Url, Error> {
+        let base = self.base().await?;
+        base.join(&format!("v2/{}/{rest}", self.path(repository)))
+            .map_err(|e| Error::protocol(&self.inner.api_host, format!("cannot build a URL for '{repository}': {e}")))
+    }
+
+    /// The base URL, with the scheme settled. Loopback registries in [`Scheme::Auto`] are
+    /// probed once: a server that answers a TLS ClientHello with plain HTTP is spoken to in HTTP.
+    pub(crate) async fn base(&self) -> Result<&Url, Error> {
+        self.inner
+            .base
+            .get_or_try_init(|| async {
+                let host = &self.inner.api_host;
+                let https = Url::parse(&format!("https://{host}/")).expect("validated in build");
+                let http = Url::parse(&format!("http://{host}/")).expect("validated in build");
+                match self.inner.scheme {
+                    Scheme::Http => Ok(http),
+                    Scheme::Https => Ok(https),
+                    Scheme::Auto if !is_loopback(host) => Ok(https),
+                    Scheme::Auto => {
+                        self.inner.stats.count(RequestKind::Ping);
+                        match self.inner.http.get(https.join("v2/").expect("static path")).send().await {
+                            Ok(_) => Ok(https),
+                            Err(e) if is_plaintext_server(&e) => {
+                                tracing::debug!(registry = %host, "loopback registry does not speak TLS, using plain http");
+                                Ok(http)
+                            }
+                            Err(e) => Err(Error::transport(host, e)),
+                        }
+                    }
+                }
+            })
+            .await
+    }
+
+    /// Send a request, authenticating as the registry asks, retrying once after a 401.
+    /// Returns the response whatever its status, except 401/403 which become [`ErrorKind::Denied`].
+    pub(crate) async fn send(&self, mut request: Request) -> Result<Response, Error> {
+        let scopes = request.scopes();
+        let same_host = host_of(&request.url) == self.inner.api_host;
+        let mut authorization = if same_host { self.authorization(&scopes, false).await? } else { None };
+        let mut retried = false;
+        loop {
+            let body = match &mut request.body {
+                Body::Empty => None,
+                Body::Bytes(b) => Some(reqwest::Body::from(b.clone())),
+                Body::Stream(stream, len) => {
+                    let stream = std::mem::replace(stream, BlobStream::empty());
+                    request.headers.insert(reqwest::header::CONTENT_LENGTH, HeaderValue::from(*len));
+                    Some(reqwest::Body::wrap_stream(stream))
+                }
+            };
+            let mut builder = self
+                .inner
+                .http
+                .request(request.method.clone(), request.url.clone())
+                .headers(request.headers.clone());
+            if let Some(value) = &authorization {
+                builder = builder.header(AUTHORIZATION, value.clone());
+            }
+            if let Some(body) = body {
+                builder = builder.body(body);
+            }
+            self.inner.stats.count(request.kind);
+            let response = builder.send().await.map_err(|e| Error::transport(&self.inner.api_host, e))?;
+            let status = response.status();
+            if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
+                return Ok(response);
+            }
+            let replayable = !matches!(request.body, Body::Stream(..));
+            if status == StatusCode::UNAUTHORIZED && !retried && replayable && same_host {
+                let challenges: Vec<String> = response
+                    .headers()
+                    .get_all(WWW_AUTHENTICATE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok().map(str::to_owned))
+                    .collect();
+                if let Some(next) = self.learn(&challenges, &scopes, authorization.is_some()).await? {
+                    authorization = Some(next);
+                    retried = true;
+                    continue;
+                }
+            }
+            let (method, repository, access) = (request.method.clone(), request.repository.clone(), request.access);
+            return Err(self.denied(&method, repository, access, response).await);
+        }
+    }
+
+    /// The registry's answer to a denied request, as an error naming registry, repository and
+    /// action.
+    async fn denied(&self, method: &Method, repository: String, access: Access, response: Response) -> Error {
+        let status = response.status();
+        let url = response.url().clone();
+        let body = response.bytes().await.unwrap_or_default();
+        let detail = match Error::from_response(method, &url, status, &body, None).into_kind() {
+            ErrorKind::Status { detail, .. } => detail,
+            _ => String::new(),
+        };
+        let detail = if detail.is_empty() && status == StatusCode::UNAUTHORIZED {
+            ": no valid credentials".to_owned()
+        } else {
+            detail
+        };
+        ErrorKind::Denied {
+            registry: self.inner.registry.clone(),
+            repository,
+            action: access.as_str(),
+            status,
+            detail,
+        }
+        .into()
+    }
+
+    /// Learn from a 401's challenges; return the `Authorization` to retry with, if any.
+    async fn learn(&self, challenges: &[String], scopes: &Scopes, sent_something: bool) -> Result<Option<HeaderValue>, Error> {
+        let parsed = ocync_auth::parse_challenges(challenges.iter().map(String::as_str));
+        let bearer = parsed.iter().find_map(|c| match c {
+            Challenge::Bearer(b) => Some(b.clone()),
+            _ => None,
+        });
+        if let Some(challenge) = bearer {
+            let previous = {
+                let mut state = self.inner.auth.lock().expect("auth state lock");
+                let previous = state.clone();
+                *state = AuthState::Bearer {
+                    realm: challenge.realm.clone(),
+                    service: challenge.service.clone(),
+                };
+                previous
+            };
+            // The registry may ask for more than we thought (insufficient_scope names it).
+            let wanted = match challenge.scope.as_deref().map(str::parse::<Scopes>) {
+                Some(Ok(advertised)) => scopes.union(&advertised),
+                _ => scopes.clone(),
+            };
+            let key = token_key(&challenge.realm, challenge.service.as_deref(), &wanted);
+            if sent_something || matches!(previous, AuthState::Bearer { .. }) {
+                self.inner.tokens.invalidate(&key);
+            }
+            return self.bearer(&challenge, &wanted).await.map(Some);
+        }
+        if parsed.iter().any(|c| matches!(c, Challenge::Basic { .. })) {
+            *self.inner.auth.lock().expect("auth state lock") = AuthState::Basic;
+            if sent_something {
+                return Ok(None);
+            }
+            return self.basic().await;
+        }
+        Ok(None)
+    }
+
+    /// The `Authorization` header for `scopes` from what the client already knows.
+    async fn authorization(&self, scopes: &Scopes, _force: bool) -> Result<Option<HeaderValue>, Error> {
+        let state = self.inner.auth.lock().expect("auth state lock").clone();
+        match state {
+            AuthState::Unknown => Ok(None),
+            AuthState::Basic => self.basic().await,
+            AuthState::Bearer { realm, service } => {
+                let challenge = BearerChallenge {
+                    realm,
+                    service,
+                    scope: None,
+                    error: None,
+                };
+                self.bearer(&challenge, scopes).await.map(Some)
+            }
+        }
+    }
+
+    async fn credential(&self) -> Result<Option<Credential>, Error> {
+        self.inner
+            .credentials
+            .credential(&self.inner.registry)
+            .await
+            .map_err(|source| {
+                ErrorKind::Auth {
+                    registry: self.inner.registry.clone(),
+                    source,
+                }
+                .into()
+            })
+    }
+
+    async fn basic(&self) -> Result<Option<HeaderValue>, Error> {
+        match self.credential().await? {
+            Some(Credential::Basic { username, password }) => {
+                use base64::Engine as _;
+                let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{}", password.expose()));
+                let mut value = HeaderValue::from_str(&format!("Basic {encoded}"))
+                    .map_err(|_| Error::protocol(&self.inner.registry, "credentials contain characters not allowed in a header"))?;
+                value.set_sensitive(true);
+                Ok(Some(value))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn bearer(&self, challenge: &BearerChallenge, scopes: &Scopes) -> Result<HeaderValue, Error> {
+        let key = token_key(&challenge.realm, challenge.service.as_deref(), scopes);
+        let token = self
+            .inner
+            .tokens
+            .get_or_fetch(&key, || async {
+                let credential = self.credential().await.map_err(ocync_auth_error)?;
+                self.inner.stats.count(RequestKind::Token);
+                let request = TokenRequest {
+                    registry: &self.inner.registry,
+                    challenge,
+                    scopes,
+                    credential: credential.as_ref(),
+                    registry_is_https: self.base().await.map(|b| b.scheme() == "https").unwrap_or(true),
+                };
+                ocync_auth::fetch_token(&self.inner.http, &request).await
+            })
+            .await
+            .map_err(|source| -> Error {
+                ErrorKind::Auth {
+                    registry: self.inner.registry.clone(),
+                    source,
+                }
+                .into()
+            })?;
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", token.value().expose()))
+            .map_err(|_| Error::protocol(&self.inner.registry, "the token server returned a token that is not a valid header value"))?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
+
+    /// Read an unexpected response into an error.
+    pub(crate) async fn unexpected(&self, method: &Method, response: Response) -> Error {
+        let status = response.status();
+        let url = response.url().clone();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let body = response.bytes().await.unwrap_or_default();
+        Error::from_response(method, &url, status, &body, retry_after)
+    }
+}
+
+/// Errors from resolving the credential inside a token fetch are reported as auth errors of
+/// the provider; unwrap our own wrapping back to the auth error.
+fn ocync_auth_error(err: Error) -> ocync_auth::Error {
+    match err.into_kind() {
+        ErrorKind::Auth { source, .. } => source,
+        other => ocync_auth::Error::TokenResponse {
+            registry: String::new(),
+            realm: String::new(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+fn token_key(realm: &str, service: Option<&str>, scopes: &Scopes) -> TokenKey {
+    TokenKey {
+        realm: realm.to_owned(),
+        service: service.map(str::to_owned),
+        scopes: scopes.clone(),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    name == "localhost"
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_detection() {
+        for (host, expected) in [
+            ("localhost:5000", true),
+            ("127.0.0.1:5000", true),
+            ("127.3.4.5", true),
+            ("[::1]:5000", true),
+            ("registry.local:5000", false),
+            ("10.0.0.1:5000", false),
+        ] {
+            assert_eq!(is_loopback(host), expected, "{host}");
+        }
+    }
+
+    #[test]
+    fn builder_parses_scheme_and_prefix() {
+        let c = ClientBuilder::new("http://localhost:5000/myregistry/").build().unwrap();
+        assert_eq!(c.registry(), "localhost:5000");
+        assert_eq!(c.path("app"), "myregistry/app");
+        assert_eq!(c.inner.scheme, Scheme::Http);
+        assert_eq!(c.display_name("app"), "localhost:5000/myregistry/app");
+        let hub = Client::new("docker.io").unwrap();
+        assert_eq!(hub.inner.api_host, "registry-1.docker.io");
+        assert_eq!(hub.registry(), "docker.io");
+    }
+
+    #[test]
+    fn bad_settings_name_the_registry() {
+        let err = ClientBuilder::new("localhost:5000/Bad").build().unwrap_err();
+        assert!(err.to_string().contains("'localhost:5000/Bad'"), "{err}");
+        let err = ClientBuilder::new("reg.example:5000")
+            .ca_file("/nonexistent/ca.pem")
+            .build()
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("reg.example:5000") && msg.contains("/nonexistent/ca.pem"), "{msg}");
+    }
+}

@@ -1,0 +1,1 @@
+//! Test support: real registries, token server, TLS CA and fixtures (being written).

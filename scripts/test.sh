@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install what the test suite needs, then run every check CI runs: formatting, clippy with
+# warnings denied, and all tests (unit, integration against real registries, doc tests).
+#
+#   scripts/test.sh            everything
+#   scripts/test.sh -- <args>  extra arguments for `cargo test` (e.g. a test name filter)
+#
+# Needs: the Rust toolchain, and apt (Debian/Ubuntu) to install docker-registry when missing.
+# Tests start their own registries on 127.0.0.1 with random ports; nothing leaves loopback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extra=()
+if [ "${1:-}" = "--" ]; then shift; extra=("$@"); fi
+
+sudo_cmd=()
+[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+
+need_pkgs=()
+command -v docker-registry >/dev/null 2>&1 || [ -x /usr/bin/docker-registry ] || need_pkgs+=(docker-registry)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "installing ${need_pkgs[*]} (apt)" >&2
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+# Tests must never reach a cloud metadata service or a real cloud host.
+export AWS_EC2_METADATA_DISABLED=true
+
+echo "== cargo fmt" >&2
+cargo fmt --all -- --check
+echo "== cargo clippy" >&2
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test" >&2
+cargo test --workspace --locked "${extra[@]}"
+echo "== all checks passed" >&2
