@@ -1,1 +1,25 @@
-//! Test support: real registries, token server, TLS CA and fixtures (being written).
+//! Test support for the workspace's tests (feature `test-support`; never part of the public
+//! API of a release).
+//!
+//! - [`TestRegistry`]: a real `docker-registry` (distribution 2.8.2) child process on a random
+//!   loopback port, with no auth, htpasswd or token auth, optionally over TLS, whose access log
+//!   tells which requests it really received.
+//! - [`TokenServer`]: an in-process Docker token server (GET and OAuth2 POST) signing RS256
+//!   JWTs the registry trusts, with per-scope request counters.
+//! - [`TestCa`], [`serve`], [`serve_tls`]: a throwaway CA and helpers to run in-process axum
+//!   fake registries over HTTP or HTTPS.
+//! - [`fixture`]: deterministic OCI content with real digests (images, indexes, OCI 1.1
+//!   artifacts and referrers, large streamed layers) and OCI image layout writers.
+//!
+//! Everything binds `127.0.0.1` only.
+
+mod base64;
+pub mod fixture;
+pub mod registry;
+pub mod tls;
+pub mod token_server;
+
+pub use fixture::{Blob, Fixture, ImageFixture, LargeImage, LargeLayout, PseudoRandom};
+pub use registry::{RegistryAuth, RegistryOptions, RequestLine, TestRegistry};
+pub use tls::{TestCa, install_crypto_provider, plain_client, serve, serve_tls};
+pub use token_server::{TokenRequest, TokenServer};
