@@ -26,8 +26,16 @@ fn main() -> ExitCode {
 
 fn try_main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
-    let bundled = concat!("oci:", env!("CARGO_MANIFEST_DIR"), "/quickstart/layout:demo");
-    let scratch = concat!("oci:", env!("CARGO_MANIFEST_DIR"), "/../target/copy_image_example");
+    let bundled = concat!(
+        "oci:",
+        env!("CARGO_MANIFEST_DIR"),
+        "/quickstart/layout:demo"
+    );
+    let scratch = concat!(
+        "oci:",
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/copy_image_example"
+    );
     let source = args.next().unwrap_or_else(|| bundled.to_owned());
     let target = args.next().unwrap_or_else(|| scratch.to_owned());
 
@@ -36,7 +44,12 @@ fn try_main() -> Result<(), Box<dyn Error>> {
 
     eprintln!(
         "copied {} -> {}: {} manifests, {} blobs uploaded, {} mounted, {} already there",
-        report.source, report.target, report.manifests_pushed, report.blobs_uploaded, report.blobs_mounted, report.blobs_skipped
+        report.source,
+        report.target,
+        report.manifests_pushed,
+        report.blobs_uploaded,
+        report.blobs_mounted,
+        report.blobs_skipped
     );
     Ok(())
 }

@@ -15,7 +15,12 @@ pub(crate) async fn run(args: CopyArgs) -> anyhow::Result<Code> {
             hosts.push(r.registry().to_owned());
         }
     }
-    hosts.extend(args.plain_http.iter().chain(&args.tls_skip_verify).map(|h| h.to_ascii_lowercase()));
+    hosts.extend(
+        args.plain_http
+            .iter()
+            .chain(&args.tls_skip_verify)
+            .map(|h| h.to_ascii_lowercase()),
+    );
     hosts.sort();
     hosts.dedup();
     for host in &hosts {
@@ -23,7 +28,11 @@ pub(crate) async fn run(args: CopyArgs) -> anyhow::Result<Code> {
         if args.plain_http.iter().any(|h| h.eq_ignore_ascii_case(host)) {
             builder = builder.scheme(Scheme::Http);
         }
-        if args.tls_skip_verify.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+        if args
+            .tls_skip_verify
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(host))
+        {
             builder = builder.danger_accept_invalid_certs(true);
         }
         if let Some(ca) = &args.ca_file {

@@ -16,10 +16,13 @@ pub(crate) fn init(global: &Global) {
         (false, _) => "trace",
     };
     let base = std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_owned());
-    let filter = EnvFilter::try_new(format!("{base},hyper=warn,hyper_util=warn,reqwest=warn,rustls=warn,h2=warn"))
-        .unwrap_or_else(|_| EnvFilter::new(level));
+    let filter = EnvFilter::try_new(format!(
+        "{base},hyper=warn,hyper_util=warn,reqwest=warn,rustls=warn,h2=warn"
+    ))
+    .unwrap_or_else(|_| EnvFilter::new(level));
     // Colours only for a person at a terminal, and never when NO_COLOR is set (no-color.org).
-    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

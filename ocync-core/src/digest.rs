@@ -136,7 +136,10 @@ impl FromStr for Digest {
                 encoded.len()
             )));
         }
-        if !encoded.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if !encoded
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(invalid("the encoded part must be lowercase hex"));
         }
         Ok(Digest {
@@ -262,7 +265,8 @@ impl fmt::Debug for Verifier {
 mod tests {
     use super::*;
 
-    const EMPTY_JSON: &str = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
+    const EMPTY_JSON: &str =
+        "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
 
     #[test]
     fn sha256_of_empty_json_matches_the_spec_value() {

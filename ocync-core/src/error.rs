@@ -16,7 +16,9 @@ pub enum Error {
     },
 
     /// A tag is not `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
-    #[error("invalid tag '{input}': a tag is 1 to 128 letters, digits, '_', '.' or '-', and does not start with '.' or '-'")]
+    #[error(
+        "invalid tag '{input}': a tag is 1 to 128 letters, digits, '_', '.' or '-', and does not start with '.' or '-'"
+    )]
     InvalidTag {
         /// The tag as given.
         input: String,
@@ -67,7 +69,9 @@ pub enum Error {
     },
 
     /// A manifest media type that ocync cannot copy (Docker schema 1, or not a manifest at all).
-    #[error("unsupported manifest media type '{media_type}': ocync copies OCI image manifests and indexes and Docker v2 schema 2 manifests and manifest lists")]
+    #[error(
+        "unsupported manifest media type '{media_type}': ocync copies OCI image manifests and indexes and Docker v2 schema 2 manifests and manifest lists"
+    )]
     UnsupportedMediaType {
         /// The media type that was found.
         media_type: String,

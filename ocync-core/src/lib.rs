@@ -42,7 +42,9 @@ pub use error::Error;
 pub use manifest::{ImageIndex, ImageManifest, MAX_MANIFEST_SIZE, Manifest, ManifestKind};
 pub use media_type::MediaType;
 pub use platform::{Platform, PlatformFilter};
-pub use reference::{DOCKER_HUB, DOCKER_HUB_API_HOST, Reference, validate_repository, validate_tag};
+pub use reference::{
+    DOCKER_HUB, DOCKER_HUB_API_HOST, Reference, validate_repository, validate_tag,
+};
 
 /// Annotation naming a manifest in an OCI image layout's `index.json` (image-spec
 /// `annotations.md`): the tag of that manifest.

@@ -129,7 +129,11 @@ impl Manifest {
     }
 
     /// Parse manifest bytes fetched by `expected` digest, checking that they hash to it.
-    pub fn with_digest(bytes: Bytes, content_type: Option<&str>, expected: &Digest) -> Result<Manifest, Error> {
+    pub fn with_digest(
+        bytes: Bytes,
+        content_type: Option<&str>,
+        expected: &Digest,
+    ) -> Result<Manifest, Error> {
         expected.verify(&bytes)?;
         Manifest::parse(bytes, content_type, expected.clone())
     }
@@ -143,14 +147,17 @@ impl Manifest {
             });
         }
         let header_type = content_type.map(MediaType::from);
-        let probe: Probe = serde_json::from_slice(&bytes).map_err(|source| Error::ManifestJson {
-            media_type: header_type.clone().unwrap_or(MediaType::OciManifest),
-            source,
-        })?;
+        let probe: Probe =
+            serde_json::from_slice(&bytes).map_err(|source| Error::ManifestJson {
+                media_type: header_type.clone().unwrap_or(MediaType::OciManifest),
+                source,
+            })?;
         if probe.schema_version == Some(1) {
             return Err(Error::UnsupportedMediaType {
-                media_type: header_type
-                    .map_or_else(|| "application/vnd.docker.distribution.manifest.v1+json".into(), |m| m.to_string()),
+                media_type: header_type.map_or_else(
+                    || "application/vnd.docker.distribution.manifest.v1+json".into(),
+                    |m| m.to_string(),
+                ),
             });
         }
         let media_type = match (probe.media_type, header_type) {
@@ -306,7 +313,11 @@ mod tests {
     fn docker_manifest_keeps_its_bytes_and_digest() {
         let m = Manifest::from_bytes(Bytes::from_static(DOCKER_MANIFEST.as_bytes()), None).unwrap();
         assert_eq!(m.media_type(), &MediaType::DockerManifest);
-        assert_eq!(m.bytes().as_ref(), DOCKER_MANIFEST.as_bytes(), "whitespace is kept");
+        assert_eq!(
+            m.bytes().as_ref(),
+            DOCKER_MANIFEST.as_bytes(),
+            "whitespace is kept"
+        );
         assert_eq!(m.digest(), &Digest::sha256(DOCKER_MANIFEST.as_bytes()));
         assert_eq!(m.blobs().len(), 2);
         assert_eq!(m.blobs()[0].media_type, MediaType::DockerConfig);
@@ -324,10 +335,16 @@ mod tests {
     #[test]
     fn artifact_reports_type_subject_and_annotations() {
         let m = Manifest::from_bytes(Bytes::from_static(ARTIFACT.as_bytes()), None).unwrap();
-        assert_eq!(m.artifact_type().as_deref(), Some("application/vnd.example.sbom"));
+        assert_eq!(
+            m.artifact_type().as_deref(),
+            Some("application/vnd.example.sbom")
+        );
         assert!(m.subject().is_some());
         let d = m.referrer_descriptor();
-        assert_eq!(d.artifact_type.as_deref(), Some("application/vnd.example.sbom"));
+        assert_eq!(
+            d.artifact_type.as_deref(),
+            Some("application/vnd.example.sbom")
+        );
         assert!(d.annotation("org.opencontainers.image.created").is_some());
     }
 
@@ -363,21 +380,27 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, Error::ManifestJson { .. }));
-        assert!(err.to_string().contains("application/vnd.oci.image.manifest.v1+json"));
+        assert!(
+            err.to_string()
+                .contains("application/vnd.oci.image.manifest.v1+json")
+        );
     }
 
     #[test]
     fn size_limit_is_enforced() {
         let big = vec![b' '; MAX_MANIFEST_SIZE as usize + 1];
         let err = Manifest::from_bytes(Bytes::from(big), None).unwrap_err();
-        assert!(matches!(err, Error::ManifestTooLarge { size, .. } if size == MAX_MANIFEST_SIZE + 1));
+        assert!(
+            matches!(err, Error::ManifestTooLarge { size, .. } if size == MAX_MANIFEST_SIZE + 1)
+        );
         assert!(err.to_string().contains("4194304"), "{err}");
     }
 
     #[test]
     fn with_digest_rejects_other_bytes() {
         let d = Digest::sha256(b"something else");
-        let err = Manifest::with_digest(Bytes::from_static(DOCKER_LIST.as_bytes()), None, &d).unwrap_err();
+        let err = Manifest::with_digest(Bytes::from_static(DOCKER_LIST.as_bytes()), None, &d)
+            .unwrap_err();
         assert!(matches!(err, Error::DigestMismatch { .. }));
     }
 
@@ -389,7 +412,10 @@ mod tests {
         assert_eq!(a.bytes(), b.bytes());
         let reparsed = Manifest::from_bytes(a.bytes().clone(), None).unwrap();
         assert_eq!(reparsed.digest(), a.digest());
-        assert_eq!(reparsed.children()[0].artifact_type.as_deref(), Some("application/vnd.example.sbom"));
+        assert_eq!(
+            reparsed.children()[0].artifact_type.as_deref(),
+            Some("application/vnd.example.sbom")
+        );
     }
 
     #[test]
@@ -397,11 +423,24 @@ mod tests {
         for doc in [DOCKER_MANIFEST, ARTIFACT] {
             let ours = Manifest::from_bytes(Bytes::from_static(doc.as_bytes()), None).unwrap();
             let theirs: oci_spec::image::ImageManifest = serde_json::from_str(doc).unwrap();
-            let layer_digests: Vec<String> = theirs.layers().iter().map(|l| l.digest().to_string()).collect();
-            let our_layers: Vec<String> = ours.blobs()[1..].iter().map(|d| d.digest.to_string()).collect();
+            let layer_digests: Vec<String> = theirs
+                .layers()
+                .iter()
+                .map(|l| l.digest().to_string())
+                .collect();
+            let our_layers: Vec<String> = ours.blobs()[1..]
+                .iter()
+                .map(|d| d.digest.to_string())
+                .collect();
             assert_eq!(our_layers, layer_digests);
-            assert_eq!(ours.blobs()[0].digest.to_string(), theirs.config().digest().to_string());
-            assert_eq!(ours.subject().map(|s| s.digest.to_string()), theirs.subject().as_ref().map(|s| s.digest().to_string()));
+            assert_eq!(
+                ours.blobs()[0].digest.to_string(),
+                theirs.config().digest().to_string()
+            );
+            assert_eq!(
+                ours.subject().map(|s| s.digest.to_string()),
+                theirs.subject().as_ref().map(|s| s.digest().to_string())
+            );
         }
         let theirs: oci_spec::image::ImageIndex = serde_json::from_str(DOCKER_LIST).unwrap();
         let ours = Manifest::from_bytes(Bytes::from_static(DOCKER_LIST.as_bytes()), None).unwrap();

@@ -37,19 +37,46 @@ pub enum MediaType {
 }
 
 const TABLE: &[(MediaType, &str)] = &[
-    (MediaType::OciManifest, "application/vnd.oci.image.manifest.v1+json"),
-    (MediaType::OciIndex, "application/vnd.oci.image.index.v1+json"),
-    (MediaType::DockerManifest, "application/vnd.docker.distribution.manifest.v2+json"),
+    (
+        MediaType::OciManifest,
+        "application/vnd.oci.image.manifest.v1+json",
+    ),
+    (
+        MediaType::OciIndex,
+        "application/vnd.oci.image.index.v1+json",
+    ),
+    (
+        MediaType::DockerManifest,
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ),
     (
         MediaType::DockerManifestList,
         "application/vnd.docker.distribution.manifest.list.v2+json",
     ),
-    (MediaType::OciConfig, "application/vnd.oci.image.config.v1+json"),
-    (MediaType::DockerConfig, "application/vnd.docker.container.image.v1+json"),
-    (MediaType::OciLayer, "application/vnd.oci.image.layer.v1.tar"),
-    (MediaType::OciLayerGzip, "application/vnd.oci.image.layer.v1.tar+gzip"),
-    (MediaType::OciLayerZstd, "application/vnd.oci.image.layer.v1.tar+zstd"),
-    (MediaType::DockerLayerGzip, "application/vnd.docker.image.rootfs.diff.tar.gzip"),
+    (
+        MediaType::OciConfig,
+        "application/vnd.oci.image.config.v1+json",
+    ),
+    (
+        MediaType::DockerConfig,
+        "application/vnd.docker.container.image.v1+json",
+    ),
+    (
+        MediaType::OciLayer,
+        "application/vnd.oci.image.layer.v1.tar",
+    ),
+    (
+        MediaType::OciLayerGzip,
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+    ),
+    (
+        MediaType::OciLayerZstd,
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+    ),
+    (
+        MediaType::DockerLayerGzip,
+        "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    ),
     (MediaType::OciEmpty, "application/vnd.oci.empty.v1+json"),
 ];
 
@@ -141,7 +168,10 @@ mod tests {
             assert_eq!(m.as_str(), *s);
         }
         let other = MediaType::from("application/vnd.cncf.notary.signature");
-        assert_eq!(other, MediaType::Other("application/vnd.cncf.notary.signature".into()));
+        assert_eq!(
+            other,
+            MediaType::Other("application/vnd.cncf.notary.signature".into())
+        );
         assert_eq!(other.as_str(), "application/vnd.cncf.notary.signature");
     }
 

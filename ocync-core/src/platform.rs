@@ -15,10 +15,18 @@ pub struct Platform {
     /// Operating system (`linux`, `windows`, …), GOOS values.
     pub os: String,
     /// Operating system version (Windows images).
-    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
     /// Required operating system features.
-    #[serde(rename = "os.features", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.features",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_features: Option<Vec<String>>,
     /// CPU variant (`v7`, `v8`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,7 +62,9 @@ impl PlatformFilter {
     /// Whether `platform` is selected by this filter.
     pub fn matches(&self, platform: &Platform) -> bool {
         if !self.os.eq_ignore_ascii_case(&platform.os)
-            || !self.architecture.eq_ignore_ascii_case(&platform.architecture)
+            || !self
+                .architecture
+                .eq_ignore_ascii_case(&platform.architecture)
         {
             return false;
         }
@@ -133,7 +143,11 @@ mod tests {
             ("linux/amd64", platform("windows", "amd64", None), false),
             ("linux/arm64", platform("linux", "arm64", Some("v8")), true),
             ("linux/arm64/v8", platform("linux", "arm64", None), true),
-            ("linux/arm64/v8", platform("linux", "arm64", Some("v8")), true),
+            (
+                "linux/arm64/v8",
+                platform("linux", "arm64", Some("v8")),
+                true,
+            ),
             ("linux/arm/v7", platform("linux", "arm", Some("v6")), false),
             ("linux/arm/v6", platform("linux", "arm", Some("v6")), true),
             ("linux/arm/v7", platform("linux", "arm", None), true),
@@ -156,9 +170,10 @@ mod tests {
 
     #[test]
     fn serde_uses_dotted_os_fields() {
-        let p: Platform =
-            serde_json::from_str(r#"{"architecture":"amd64","os":"windows","os.version":"10.0.17763.1"}"#)
-                .unwrap();
+        let p: Platform = serde_json::from_str(
+            r#"{"architecture":"amd64","os":"windows","os.version":"10.0.17763.1"}"#,
+        )
+        .unwrap();
         assert_eq!(p.os_version.as_deref(), Some("10.0.17763.1"));
         assert_eq!(p.to_string(), "windows/amd64");
     }

@@ -125,7 +125,10 @@ impl FromStr for Reference {
         }
 
         let (rest, digest) = match input.split_once('@') {
-            Some((rest, d)) => (rest, Some(d.parse::<Digest>().map_err(|e| invalid(&e.to_string()))?)),
+            Some((rest, d)) => (
+                rest,
+                Some(d.parse::<Digest>().map_err(|e| invalid(&e.to_string()))?),
+            ),
             None => (input, None),
         };
 
@@ -195,7 +198,11 @@ fn validate_host(host: &str) -> Result<(), String> {
         }
         match after {
             "" => return Ok(()),
-            p => (v6, p.strip_prefix(':').ok_or_else(|| format!("registry '{host}' is malformed"))?),
+            p => (
+                v6,
+                p.strip_prefix(':')
+                    .ok_or_else(|| format!("registry '{host}' is malformed"))?,
+            ),
         }
     } else {
         match host.rsplit_once(':') {
@@ -209,7 +216,9 @@ fn validate_host(host: &str) -> Result<(), String> {
                 !label.is_empty()
                     && !label.starts_with('-')
                     && !label.ends_with('-')
-                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             });
         if !ok {
             return Err(format!("registry '{host}' is not a valid host name"));
@@ -237,7 +246,9 @@ pub fn validate_repository(repository: &str) -> Result<(), Error> {
     for component in repository.split('/') {
         if !valid_component(component) {
             let reason = if component.bytes().any(|b| b.is_ascii_uppercase()) {
-                format!("repository component '{component}' has uppercase letters; repository names are lowercase")
+                format!(
+                    "repository component '{component}' has uppercase letters; repository names are lowercase"
+                )
             } else {
                 format!(
                     "repository component '{component}' must be lowercase letters and digits, separated by '.', '_', '__' or '-'"
@@ -297,7 +308,9 @@ pub fn validate_tag(tag: &str) -> Result<(), Error> {
     if ok {
         Ok(())
     } else {
-        Err(Error::InvalidTag { input: tag.to_owned() })
+        Err(Error::InvalidTag {
+            input: tag.to_owned(),
+        })
     }
 }
 
@@ -314,34 +327,52 @@ mod tests {
             ("nginx:1.27", "docker.io/library/nginx:1.27"),
             ("bitnami/redis", "docker.io/bitnami/redis:latest"),
             ("docker.io/nginx", "docker.io/library/nginx:latest"),
-            ("index.docker.io/library/nginx", "docker.io/library/nginx:latest"),
+            (
+                "index.docker.io/library/nginx",
+                "docker.io/library/nginx:latest",
+            ),
             ("registry-1.docker.io/nginx:1", "docker.io/library/nginx:1"),
             ("localhost/app", "localhost/app:latest"),
             ("localhost:5000/app:v1", "localhost:5000/app:v1"),
             ("127.0.0.1:5000/a/b/c:v1", "127.0.0.1:5000/a/b/c:v1"),
             ("GHCR.IO/owner/app", "ghcr.io/owner/app:latest"),
             ("[::1]:5000/app", "[::1]:5000/app:latest"),
-            (&format!("cgr.dev/chainguard/static@{D}"), &format!("cgr.dev/chainguard/static@{D}")),
+            (
+                &format!("cgr.dev/chainguard/static@{D}"),
+                &format!("cgr.dev/chainguard/static@{D}"),
+            ),
             (&format!("quay.io/a/b:t@{D}"), &format!("quay.io/a/b:t@{D}")),
-            ("reg.example.com/a__b/c-d/e.f_g:1.0-rc_1", "reg.example.com/a__b/c-d/e.f_g:1.0-rc_1"),
+            (
+                "reg.example.com/a__b/c-d/e.f_g:1.0-rc_1",
+                "reg.example.com/a__b/c-d/e.f_g:1.0-rc_1",
+            ),
         ];
         for (input, expected) in cases {
             let r: Reference = input.parse().unwrap_or_else(|e| panic!("{input}: {e}"));
             assert_eq!(r.to_string(), expected, "{input}");
-            assert_eq!(r.to_string().parse::<Reference>().unwrap(), r, "round trip {input}");
+            assert_eq!(
+                r.to_string().parse::<Reference>().unwrap(),
+                r,
+                "round trip {input}"
+            );
         }
     }
 
     #[test]
     fn parts_and_manifest_reference() {
-        let r: Reference = format!("localhost:5000/myregistry/app:v1@{D}").parse().unwrap();
+        let r: Reference = format!("localhost:5000/myregistry/app:v1@{D}")
+            .parse()
+            .unwrap();
         assert_eq!(r.registry(), "localhost:5000");
         assert_eq!(r.repository(), "myregistry/app");
         assert_eq!(r.tag(), Some("v1"));
         assert_eq!(r.manifest_reference(), D, "the digest pins the content");
         let r: Reference = "alpine".parse().unwrap();
         assert_eq!(r.manifest_reference(), "latest");
-        assert_eq!(r.with_tag("3.20").unwrap().to_string(), "docker.io/library/alpine:3.20");
+        assert_eq!(
+            r.with_tag("3.20").unwrap().to_string(),
+            "docker.io/library/alpine:3.20"
+        );
     }
 
     #[test]
@@ -362,7 +393,10 @@ mod tests {
         ];
         for (input, needle) in cases {
             let err = input.parse::<Reference>().unwrap_err();
-            assert!(matches!(err, Error::InvalidReference { .. }), "{input}: {err:?}");
+            assert!(
+                matches!(err, Error::InvalidReference { .. }),
+                "{input}: {err:?}"
+            );
             let msg = err.to_string();
             assert!(msg.contains(&format!("'{input}'")), "{input}: {msg}");
             assert!(msg.contains(needle), "{input}: {msg}");

@@ -19,7 +19,13 @@ impl Client {
     /// Whether the repository has the blob (`HEAD`).
     pub async fn blob_exists(&self, repository: &str, digest: &Digest) -> Result<bool, Error> {
         let url = self.url(repository, &format!("blobs/{digest}")).await?;
-        let request = Request::new(Method::HEAD, url, RequestKind::BlobHead, &self.path(repository), Access::Pull);
+        let request = Request::new(
+            Method::HEAD,
+            url,
+            RequestKind::BlobHead,
+            &self.path(repository),
+            Access::Pull,
+        );
         let response = self.send(request).await?;
         match response.status() {
             StatusCode::OK => Ok(true),
@@ -29,9 +35,21 @@ impl Client {
     }
 
     /// Stream a blob, verified against `descriptor` (digest and size) as it arrives.
-    pub async fn blob(&self, repository: &str, descriptor: &Descriptor) -> Result<BlobStream, Error> {
-        let url = self.url(repository, &format!("blobs/{}", descriptor.digest)).await?;
-        let request = Request::new(Method::GET, url, RequestKind::BlobGet, &self.path(repository), Access::Pull);
+    pub async fn blob(
+        &self,
+        repository: &str,
+        descriptor: &Descriptor,
+    ) -> Result<BlobStream, Error> {
+        let url = self
+            .url(repository, &format!("blobs/{}", descriptor.digest))
+            .await?;
+        let request = Request::new(
+            Method::GET,
+            url,
+            RequestKind::BlobGet,
+            &self.path(repository),
+            Access::Pull,
+        );
         let response = self.send(request).await?;
         if response.status() != StatusCode::OK {
             return Err(self.unexpected(&Method::GET, response).await);
@@ -43,9 +61,12 @@ impl Client {
             .bytes_stream()
             .map_err(move |e| Error::transport(&host, e))
             .inspect_ok(move |chunk| {
-                client.inner.stats.bytes_downloaded.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                client
+                    .inner
+                    .stats
+                    .bytes_downloaded
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
             });
         Ok(BlobStream::new(stream).verified(descriptor, location))
     }
 }
-

@@ -19,8 +19,8 @@ use tokio::sync::OnceCell;
 use url::Url;
 
 use ocync_auth::{
-    AnonymousProvider, BearerChallenge, Challenge, Credential, CredentialProvider, Scope, Scopes, TokenCache, TokenKey,
-    TokenRequest,
+    AnonymousProvider, BearerChallenge, Challenge, Credential, CredentialProvider, Scope, Scopes,
+    TokenCache, TokenKey, TokenRequest,
 };
 use ocync_core::{DOCKER_HUB, DOCKER_HUB_API_HOST};
 
@@ -194,18 +194,26 @@ impl ClientBuilder {
             .into()
         };
         let (authority, prefix) = match self.name.split_once('/') {
-            Some((a, p)) => (a.to_owned(), Some(p.trim_matches('/').to_owned()).filter(|p| !p.is_empty())),
+            Some((a, p)) => (
+                a.to_owned(),
+                Some(p.trim_matches('/').to_owned()).filter(|p| !p.is_empty()),
+            ),
             None => (self.name.clone(), None),
         };
         if authority.is_empty() {
             return Err(settings_error("the registry name is empty".into()));
         }
         if let Some(p) = &prefix {
-            ocync_core::validate_repository(p)
-                .map_err(|e| settings_error(format!("path prefix '{p}' is not a repository path: {e}")))?;
+            ocync_core::validate_repository(p).map_err(|e| {
+                settings_error(format!("path prefix '{p}' is not a repository path: {e}"))
+            })?;
         }
         let registry = authority.to_ascii_lowercase();
-        let api_host = if registry == DOCKER_HUB { DOCKER_HUB_API_HOST.to_owned() } else { registry.clone() };
+        let api_host = if registry == DOCKER_HUB {
+            DOCKER_HUB_API_HOST.to_owned()
+        } else {
+            registry.clone()
+        };
         Url::parse(&format!("https://{api_host}/"))
             .map_err(|e| settings_error(format!("'{api_host}' is not a valid host[:port]: {e}")))?;
 
@@ -215,12 +223,17 @@ impl ClientBuilder {
             .read_timeout(self.read_timeout)
             .pool_idle_timeout(Duration::from_secs(90));
         for path in &self.ca_files {
-            let pem = std::fs::read(path)
-                .map_err(|e| settings_error(format!("cannot read CA file {}: {e}", path.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| settings_error(format!("CA file {} is not PEM: {e}", path.display())))?;
+            let pem = std::fs::read(path).map_err(|e| {
+                settings_error(format!("cannot read CA file {}: {e}", path.display()))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                settings_error(format!("CA file {} is not PEM: {e}", path.display()))
+            })?;
             if certs.is_empty() {
-                return Err(settings_error(format!("CA file {} holds no certificate", path.display())));
+                return Err(settings_error(format!(
+                    "CA file {} holds no certificate",
+                    path.display()
+                )));
             }
             http = http.tls_certs_merge(certs);
         }
@@ -246,7 +259,9 @@ impl ClientBuilder {
                 scheme: self.scheme,
                 http,
                 base: OnceCell::new(),
-                credentials: self.credentials.unwrap_or_else(|| Arc::new(AnonymousProvider)),
+                credentials: self
+                    .credentials
+                    .unwrap_or_else(|| Arc::new(AnonymousProvider)),
                 auth: Mutex::new(AuthState::Unknown),
                 tokens: TokenCache::default(),
                 upload: self.upload,
@@ -302,7 +317,10 @@ enum AuthState {
     /// The registry wants Basic credentials on every request.
     Basic,
     /// The registry wants Bearer tokens from this realm.
-    Bearer { realm: String, service: Option<String> },
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
 }
 
 /// What a request needs from the registry's authorisation.
@@ -344,7 +362,13 @@ pub(crate) struct Request {
 }
 
 impl Request {
-    pub(crate) fn new(method: Method, url: Url, kind: RequestKind, repository: &str, access: Access) -> Request {
+    pub(crate) fn new(
+        method: Method,
+        url: Url,
+        kind: RequestKind,
+        repository: &str,
+        access: Access,
+    ) -> Request {
         Request {
             method,
             url,
@@ -357,7 +381,11 @@ impl Request {
         }
     }
 
-    pub(crate) fn header(mut self, name: reqwest::header::HeaderName, value: HeaderValue) -> Request {
+    pub(crate) fn header(
+        mut self,
+        name: reqwest::header::HeaderName,
+        value: HeaderValue,
+    ) -> Request {
         self.headers.insert(name, value);
         self
     }
@@ -464,7 +492,10 @@ pub(crate) struct Stats {
 
 impl Stats {
     fn count(&self, kind: RequestKind) {
-        let i = RequestKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        let i = RequestKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(0);
         self.requests[i].fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -522,7 +553,8 @@ impl Client {
     /// between their repositories).
     pub fn same_registry(&self, other: &Client) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
-            || (self.inner.api_host == other.inner.api_host && self.inner.scheme == other.inner.scheme)
+            || (self.inner.api_host == other.inner.api_host
+                && self.inner.scheme == other.inner.scheme)
     }
 
     /// The repository path on the registry: the client's path prefix, then `repository`.
@@ -542,7 +574,12 @@ impl Client {
     pub(crate) async fn url(&self, repository: &str, rest: &str) -> Result<Url, Error> {
         let base = self.base().await?;
         base.join(&format!("v2/{}/{rest}", self.path(repository)))
-            .map_err(|e| Error::protocol(&self.inner.api_host, format!("cannot build a URL for '{repository}': {e}")))
+            .map_err(|e| {
+                Error::protocol(
+                    &self.inner.api_host,
+                    format!("cannot build a URL for '{repository}': {e}"),
+                )
+            })
     }
 
     /// The base URL, with the scheme settled. Loopback registries in [`Scheme::Auto`] are
@@ -579,15 +616,32 @@ impl Client {
     pub(crate) async fn send(&self, mut request: Request) -> Result<Response, Error> {
         let scopes = request.scopes();
         let same_host = host_of(&request.url) == self.inner.api_host;
-        let mut authorization = if same_host { self.authorization(&scopes, false).await? } else { None };
+        let mut authorization = if same_host {
+            self.authorization(&scopes, false).await?
+        } else {
+            None
+        };
         let mut retried = false;
+        // A streamed body that fails (a corrupt or truncated source) aborts the request; its
+        // error is kept here so the caller sees it rather than hyper's generic body error.
+        let body_error: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
         loop {
             let body = match &mut request.body {
                 Body::Empty => None,
                 Body::Bytes(b) => Some(reqwest::Body::from(b.clone())),
                 Body::Stream(stream, len) => {
                     let stream = std::mem::replace(stream, BlobStream::empty());
-                    request.headers.insert(reqwest::header::CONTENT_LENGTH, HeaderValue::from(*len));
+                    request
+                        .headers
+                        .insert(reqwest::header::CONTENT_LENGTH, HeaderValue::from(*len));
+                    let slot = body_error.clone();
+                    let stream = futures::StreamExt::map(stream, move |item| {
+                        item.map_err(|e| {
+                            let message = e.to_string();
+                            *slot.lock().expect("body error lock") = Some(e);
+                            std::io::Error::other(message)
+                        })
+                    });
                     Some(reqwest::Body::wrap_stream(stream))
                 }
             };
@@ -603,7 +657,15 @@ impl Client {
                 builder = builder.body(body);
             }
             self.inner.stats.count(request.kind);
-            let response = builder.send().await.map_err(|e| Error::transport(&self.inner.api_host, e))?;
+            let response = match builder.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    if let Some(source_error) = body_error.lock().expect("body error lock").take() {
+                        return Err(source_error);
+                    }
+                    return Err(Error::transport(&self.inner.api_host, e));
+                }
+            };
             let status = response.status();
             if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
                 return Ok(response);
@@ -616,20 +678,33 @@ impl Client {
                     .iter()
                     .filter_map(|v| v.to_str().ok().map(str::to_owned))
                     .collect();
-                if let Some(next) = self.learn(&challenges, &scopes, authorization.is_some()).await? {
+                if let Some(next) = self
+                    .learn(&challenges, &scopes, authorization.is_some())
+                    .await?
+                {
                     authorization = Some(next);
                     retried = true;
                     continue;
                 }
             }
-            let (method, repository, access) = (request.method.clone(), request.repository.clone(), request.access);
+            let (method, repository, access) = (
+                request.method.clone(),
+                request.repository.clone(),
+                request.access,
+            );
             return Err(self.denied(&method, repository, access, response).await);
         }
     }
 
     /// The registry's answer to a denied request, as an error naming registry, repository and
     /// action.
-    async fn denied(&self, method: &Method, repository: String, access: Access, response: Response) -> Error {
+    async fn denied(
+        &self,
+        method: &Method,
+        repository: String,
+        access: Access,
+        response: Response,
+    ) -> Error {
         let status = response.status();
         let url = response.url().clone();
         let body = response.bytes().await.unwrap_or_default();
@@ -653,7 +728,12 @@ impl Client {
     }
 
     /// Learn from a 401's challenges; return the `Authorization` to retry with, if any.
-    async fn learn(&self, challenges: &[String], scopes: &Scopes, sent_something: bool) -> Result<Option<HeaderValue>, Error> {
+    async fn learn(
+        &self,
+        challenges: &[String],
+        scopes: &Scopes,
+        sent_something: bool,
+    ) -> Result<Option<HeaderValue>, Error> {
         let parsed = ocync_auth::parse_challenges(challenges.iter().map(String::as_str));
         let bearer = parsed.iter().find_map(|c| match c {
             Challenge::Bearer(b) => Some(b.clone()),
@@ -691,7 +771,11 @@ impl Client {
     }
 
     /// The `Authorization` header for `scopes` from what the client already knows.
-    async fn authorization(&self, scopes: &Scopes, _force: bool) -> Result<Option<HeaderValue>, Error> {
+    async fn authorization(
+        &self,
+        scopes: &Scopes,
+        _force: bool,
+    ) -> Result<Option<HeaderValue>, Error> {
         let state = self.inner.auth.lock().expect("auth state lock").clone();
         match state {
             AuthState::Unknown => Ok(None),
@@ -726,9 +810,15 @@ impl Client {
         match self.credential().await? {
             Some(Credential::Basic { username, password }) => {
                 use base64::Engine as _;
-                let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{}", password.expose()));
-                let mut value = HeaderValue::from_str(&format!("Basic {encoded}"))
-                    .map_err(|_| Error::protocol(&self.inner.registry, "credentials contain characters not allowed in a header"))?;
+                let encoded = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{username}:{}", password.expose()));
+                let mut value =
+                    HeaderValue::from_str(&format!("Basic {encoded}")).map_err(|_| {
+                        Error::protocol(
+                            &self.inner.registry,
+                            "credentials contain characters not allowed in a header",
+                        )
+                    })?;
                 value.set_sensitive(true);
                 Ok(Some(value))
             }
@@ -736,7 +826,11 @@ impl Client {
         }
     }
 
-    async fn bearer(&self, challenge: &BearerChallenge, scopes: &Scopes) -> Result<HeaderValue, Error> {
+    async fn bearer(
+        &self,
+        challenge: &BearerChallenge,
+        scopes: &Scopes,
+    ) -> Result<HeaderValue, Error> {
         let key = token_key(&challenge.realm, challenge.service.as_deref(), scopes);
         let token = self
             .inner
@@ -749,7 +843,11 @@ impl Client {
                     challenge,
                     scopes,
                     credential: credential.as_ref(),
-                    registry_is_https: self.base().await.map(|b| b.scheme() == "https").unwrap_or(true),
+                    registry_is_https: self
+                        .base()
+                        .await
+                        .map(|b| b.scheme() == "https")
+                        .unwrap_or(true),
                 };
                 ocync_auth::fetch_token(&self.inner.http, &request).await
             })
@@ -762,7 +860,12 @@ impl Client {
                 .into()
             })?;
         let mut value = HeaderValue::from_str(&format!("Bearer {}", token.value().expose()))
-            .map_err(|_| Error::protocol(&self.inner.registry, "the token server returned a token that is not a valid header value"))?;
+            .map_err(|_| {
+                Error::protocol(
+                    &self.inner.registry,
+                    "the token server returned a token that is not a valid header value",
+                )
+            })?;
         value.set_sensitive(true);
         Ok(value)
     }
@@ -809,7 +912,9 @@ fn is_loopback(host: &str) -> bool {
         host.rsplit_once(':').map_or(host, |(h, _)| h)
     };
     name == "localhost"
-        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -832,7 +937,9 @@ mod tests {
 
     #[test]
     fn builder_parses_scheme_and_prefix() {
-        let c = ClientBuilder::new("http://localhost:5000/myregistry/").build().unwrap();
+        let c = ClientBuilder::new("http://localhost:5000/myregistry/")
+            .build()
+            .unwrap();
         assert_eq!(c.registry(), "localhost:5000");
         assert_eq!(c.path("app"), "myregistry/app");
         assert_eq!(c.inner.scheme, Scheme::Http);
@@ -844,13 +951,18 @@ mod tests {
 
     #[test]
     fn bad_settings_name_the_registry() {
-        let err = ClientBuilder::new("localhost:5000/Bad").build().unwrap_err();
+        let err = ClientBuilder::new("localhost:5000/Bad")
+            .build()
+            .unwrap_err();
         assert!(err.to_string().contains("'localhost:5000/Bad'"), "{err}");
         let err = ClientBuilder::new("reg.example:5000")
             .ca_file("/nonexistent/ca.pem")
             .build()
             .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("reg.example:5000") && msg.contains("/nonexistent/ca.pem"), "{msg}");
+        assert!(
+            msg.contains("reg.example:5000") && msg.contains("/nonexistent/ca.pem"),
+            "{msg}"
+        );
     }
 }

@@ -143,7 +143,9 @@ pub async fn copy_image(
         }
     }
     if options.referrers {
-        let subjects: Vec<Descriptor> = std::iter::once(root.descriptor()).chain(root.children().iter().cloned()).collect();
+        let subjects: Vec<Descriptor> = std::iter::once(root.descriptor())
+            .chain(root.children().iter().cloned())
+            .collect();
         futures::stream::iter(subjects)
             .map(|s| job.copy_referrers(s))
             .buffer_unordered(options.manifest_concurrency.max(1))
@@ -154,7 +156,11 @@ pub async fn copy_image(
     let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
     Ok(CopyReport {
         source: format!("{}:{reference}", source.display_name()),
-        target: format!("{}{}", target.display_name(), tag.map(|t| format!(":{t}")).unwrap_or_default()),
+        target: format!(
+            "{}{}",
+            target.display_name(),
+            tag.map(|t| format!(":{t}")).unwrap_or_default()
+        ),
         digest: root.digest().clone(),
         media_type: root.media_type().to_string(),
         manifests_pushed: n(&t.manifests_pushed),
@@ -184,13 +190,21 @@ impl Job<'_> {
         Box::pin(async move {
             let concurrency = self.options.manifest_concurrency.max(1);
             if manifest.is_index() {
-                let children: Vec<_> = manifest.children().iter().map(|child| self.copy_child(child)).collect();
+                let children: Vec<_> = manifest
+                    .children()
+                    .iter()
+                    .map(|child| self.copy_child(child))
+                    .collect();
                 futures::stream::iter(children)
                     .buffer_unordered(concurrency)
                     .try_collect::<Vec<()>>()
                     .await?;
             } else {
-                let blobs: Vec<_> = manifest.blobs().into_iter().map(|blob| self.copy_blob(blob)).collect();
+                let blobs: Vec<_> = manifest
+                    .blobs()
+                    .into_iter()
+                    .map(|blob| self.copy_blob(blob))
+                    .collect();
                 futures::stream::iter(blobs)
                     .buffer_unordered(self.options.blob_concurrency.max(1))
                     .try_collect::<Vec<()>>()
@@ -204,7 +218,12 @@ impl Job<'_> {
     async fn copy_child(&self, descriptor: &Descriptor) -> Result<(), Error> {
         self.manifests
             .run(&descriptor.digest, || async {
-                if self.target.manifest_head(&descriptor.digest.to_string()).await?.is_some() {
+                if self
+                    .target
+                    .manifest_head(&descriptor.digest.to_string())
+                    .await?
+                    .is_some()
+                {
                     add(&self.tally.manifests_skipped, 1);
                     return Ok(());
                 }
@@ -221,7 +240,11 @@ impl Job<'_> {
     async fn copy_blob(&self, descriptor: &Descriptor) -> Result<(), Error> {
         self.blobs
             .run(&descriptor.digest, || async {
-                let _permit = self.transfers.acquire().await.expect("semaphore is never closed");
+                let _permit = self
+                    .transfers
+                    .acquire()
+                    .await
+                    .expect("semaphore is never closed");
                 let mut session = None;
                 if let Some((client, from)) = self.target.mount_from(self.source) {
                     let Repository::Registry { name, .. } = self.target else {
@@ -252,7 +275,12 @@ impl Job<'_> {
     /// targets that do not keep referrers themselves.
     fn copy_referrers(&self, subject: Descriptor) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async move {
-            if !self.subjects.lock().expect("subjects lock").insert(subject.digest.clone()) {
+            if !self
+                .subjects
+                .lock()
+                .expect("subjects lock")
+                .insert(subject.digest.clone())
+            {
                 return Ok(());
             }
             let found = self.source.referrers(&subject.digest).await?;
@@ -280,13 +308,22 @@ impl Job<'_> {
         let mut acknowledged = false;
         self.manifests
             .run(&referrer.digest, || async {
-                if self.target.manifest_head(&referrer.digest.to_string()).await?.is_some() {
+                if self
+                    .target
+                    .manifest_head(&referrer.digest.to_string())
+                    .await?
+                    .is_some()
+                {
                     add(&self.tally.manifests_skipped, 1);
                     return Ok(());
                 }
                 let manifest = self.source.manifest(&referrer.digest.to_string()).await?;
                 self.copy_contents(&manifest).await?;
-                acknowledged = self.target.push_manifest(&manifest, None).await?.subject_acknowledged;
+                acknowledged = self
+                    .target
+                    .push_manifest(&manifest, None)
+                    .await?
+                    .subject_acknowledged;
                 add(&self.tally.manifests_pushed, 1);
                 add(&self.tally.referrers_copied, 1);
                 Ok::<(), Error>(())
@@ -298,7 +335,11 @@ impl Job<'_> {
     /// On a target without the referrers API, make the `<alg>-<hex>` tag list every referrer
     /// it has plus the source's. When the result lists exactly what the source's own fallback
     /// index lists, that index is copied byte-for-byte, so its digest matches the source.
-    async fn update_fallback_index(&self, subject: &Digest, found: &Referrers) -> Result<(), Error> {
+    async fn update_fallback_index(
+        &self,
+        subject: &Digest,
+        found: &Referrers,
+    ) -> Result<(), Error> {
         if self.target.keeps_referrers() == Some(true) {
             return Ok(());
         }
@@ -315,12 +356,20 @@ impl Job<'_> {
         if merged.len() == existing.descriptors.len() && existing.fallback_index.is_some() {
             return Ok(());
         }
-        let digests = |list: &[Descriptor]| list.iter().map(|d| d.digest.clone()).collect::<HashSet<_>>();
+        let digests = |list: &[Descriptor]| {
+            list.iter()
+                .map(|d| d.digest.clone())
+                .collect::<HashSet<_>>()
+        };
         let index = match &found.fallback_index {
-            Some(source_index) if digests(source_index.children()) == digests(&merged) => source_index.clone(),
+            Some(source_index) if digests(source_index.children()) == digests(&merged) => {
+                source_index.clone()
+            }
             _ => ImageIndex::new(merged).to_manifest(),
         };
-        self.target.push_manifest(&index, Some(&subject.referrers_tag())).await?;
+        self.target
+            .push_manifest(&index, Some(&subject.referrers_tag()))
+            .await?;
         add(&self.tally.manifests_pushed, 1);
         Ok(())
     }
@@ -393,7 +442,9 @@ impl<'r> Copy<'r> {
         let explicit = has_explicit_reference(&self.target);
         let pinned = match &target {
             Location::Registry(r) if explicit => r.digest().cloned(),
-            Location::Layout { reference: Some(r), .. } => r.parse::<Digest>().ok(),
+            Location::Layout {
+                reference: Some(r), ..
+            } => r.parse::<Digest>().ok(),
             _ => None,
         };
         let tag = if pinned.is_some() {
@@ -401,7 +452,10 @@ impl<'r> Copy<'r> {
         } else if explicit {
             target.tag().map(str::to_owned)
         } else {
-            source.tag().map(str::to_owned).or_else(|| (reference.parse::<Digest>().is_err()).then(|| reference.clone()))
+            source
+                .tag()
+                .map(str::to_owned)
+                .or_else(|| (reference.parse::<Digest>().is_err()).then(|| reference.clone()))
         };
         let report = copy_image(&from, &reference, &to, tag.as_deref(), &self.options).await?;
         if let Some(pinned) = pinned
@@ -409,7 +463,10 @@ impl<'r> Copy<'r> {
         {
             return Err(ErrorKind::InvalidLocation {
                 input: self.target,
-                reason: format!("the target names digest {pinned} but the source is {}", report.digest),
+                reason: format!(
+                    "the target names digest {pinned} but the source is {}",
+                    report.digest
+                ),
             }
             .into());
         }
@@ -440,7 +497,11 @@ async fn only_tag(repository: &Repository, location: &Location) -> Result<String
         .into()),
         many => Err(ErrorKind::InvalidLocation {
             input: location.to_string(),
-            reason: format!("the layout has several tags ({}); name one, e.g. {location}:{}", many.join(", "), many[0]),
+            reason: format!(
+                "the layout has several tags ({}); name one, e.g. {location}:{}",
+                many.join(", "),
+                many[0]
+            ),
         }
         .into()),
     }

@@ -140,7 +140,9 @@ pub enum ErrorKind {
     },
 
     /// Blob download ended early or ran long.
-    #[error("blob {digest} from {location} has {actual} bytes, its descriptor says {expected}{hint}")]
+    #[error(
+        "blob {digest} from {location} has {actual} bytes, its descriptor says {expected}{hint}"
+    )]
     BlobSize {
         /// Where the bytes came from.
         location: String,
@@ -155,7 +157,9 @@ pub enum ErrorKind {
     },
 
     /// A manifest is larger than [`ocync_core::MAX_MANIFEST_SIZE`].
-    #[error("manifest '{reference}' from {location} is larger than the {limit}-byte limit ({size} bytes)")]
+    #[error(
+        "manifest '{reference}' from {location} is larger than the {limit}-byte limit ({size} bytes)"
+    )]
     ManifestTooLarge {
         /// Where it came from.
         location: String,
@@ -249,7 +253,9 @@ impl Error {
     /// A retry might succeed: timeouts, connection failures, 408, 429 and 5xx.
     pub fn is_retryable(&self) -> bool {
         match &*self.kind {
-            ErrorKind::Timeout { .. } | ErrorKind::Connect { .. } | ErrorKind::Request { .. } => true,
+            ErrorKind::Timeout { .. } | ErrorKind::Connect { .. } | ErrorKind::Request { .. } => {
+                true
+            }
             ErrorKind::Status { status, .. } => {
                 *status == StatusCode::REQUEST_TIMEOUT
                     || *status == StatusCode::TOO_MANY_REQUESTS
@@ -297,7 +303,11 @@ impl Error {
         .into()
     }
 
-    pub(crate) fn layout(path: impl Into<PathBuf>, reason: impl Into<String>, source: Option<std::io::Error>) -> Error {
+    pub(crate) fn layout(
+        path: impl Into<PathBuf>,
+        reason: impl Into<String>,
+        source: Option<std::io::Error>,
+    ) -> Error {
         ErrorKind::Layout {
             path: path.into(),
             reason: reason.into(),
@@ -334,7 +344,13 @@ impl Error {
     }
 
     /// An error for an unexpected response, with the OCI error body parsed.
-    pub(crate) fn from_response(method: &reqwest::Method, url: &url::Url, status: StatusCode, body: &[u8], retry_after: Option<u64>) -> Error {
+    pub(crate) fn from_response(
+        method: &reqwest::Method,
+        url: &url::Url,
+        status: StatusCode,
+        body: &[u8],
+        retry_after: Option<u64>,
+    ) -> Error {
         let (codes, detail) = parse_error_body(body);
         ErrorKind::Status {
             host: host_of(url),
@@ -351,7 +367,9 @@ impl Error {
 
 impl From<ErrorKind> for Error {
     fn from(kind: ErrorKind) -> Error {
-        Error { kind: Box::new(kind) }
+        Error {
+            kind: Box::new(kind),
+        }
     }
 }
 
@@ -461,7 +479,10 @@ fn parse_error_body(body: &[u8]) -> (Vec<String>, String) {
     if line.is_empty() {
         (Vec::new(), String::new())
     } else {
-        (Vec::new(), format!(": {}", line.chars().take(200).collect::<String>()))
+        (
+            Vec::new(),
+            format!(": {}", line.chars().take(200).collect::<String>()),
+        )
     }
 }
 
@@ -484,7 +505,8 @@ mod tests {
 
     #[test]
     fn redaction_drops_query_and_userinfo() {
-        let u = url::Url::parse("https://user:pw@blob.example.net:8443/x/data?sig=SECRET&se=1#f").unwrap();
+        let u = url::Url::parse("https://user:pw@blob.example.net:8443/x/data?sig=SECRET&se=1#f")
+            .unwrap();
         assert_eq!(redact(&u), "https://blob.example.net:8443/x/data");
         assert_eq!(host_of(&u), "blob.example.net:8443");
     }
@@ -505,7 +527,13 @@ mod tests {
         );
         assert_eq!(err.codes(), ["MANIFEST_BLOB_UNKNOWN"]);
         assert!(!err.is_retryable());
-        let err = Error::from_response(&reqwest::Method::GET, &url, StatusCode::SERVICE_UNAVAILABLE, b"", Some(3));
+        let err = Error::from_response(
+            &reqwest::Method::GET,
+            &url,
+            StatusCode::SERVICE_UNAVAILABLE,
+            b"",
+            Some(3),
+        );
         assert!(err.is_retryable());
         assert_eq!(err.retry_after(), Some(3));
     }

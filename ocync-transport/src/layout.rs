@@ -18,7 +18,9 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use ocync_core::{ANNOTATION_REF_NAME, Descriptor, Digest, ImageIndex, MAX_MANIFEST_SIZE, Manifest};
+use ocync_core::{
+    ANNOTATION_REF_NAME, Descriptor, Digest, ImageIndex, MAX_MANIFEST_SIZE, Manifest,
+};
 
 use crate::error::{Error, ErrorKind};
 use crate::referrers::Referrers;
@@ -67,7 +69,10 @@ impl Layout {
     /// Open a layout, creating the directory and an empty layout if there is none.
     pub async fn create(root: impl Into<PathBuf>) -> Result<Layout, Error> {
         let root = root.into();
-        if tokio::fs::try_exists(root.join(LAYOUT_FILE)).await.unwrap_or(false) {
+        if tokio::fs::try_exists(root.join(LAYOUT_FILE))
+            .await
+            .unwrap_or(false)
+        {
             return Layout::open(root).await;
         }
         if let Ok(mut entries) = tokio::fs::read_dir(&root).await
@@ -86,7 +91,9 @@ impl Layout {
             root,
             index_lock: Arc::new(tokio::sync::Mutex::new(())),
         };
-        layout.write_atomic(&layout.root.join(LAYOUT_FILE), LAYOUT_VERSION.as_bytes()).await?;
+        layout
+            .write_atomic(&layout.root.join(LAYOUT_FILE), LAYOUT_VERSION.as_bytes())
+            .await?;
         layout.write_index(&ImageIndex::new(Vec::new())).await?;
         Ok(layout)
     }
@@ -106,12 +113,27 @@ impl Layout {
     /// The parsed `index.json`.
     pub async fn index(&self) -> Result<ImageIndex, Error> {
         let path = self.root.join(INDEX_FILE);
-        let bytes = tokio::fs::read(&path).await.map_err(|e| io_error(&path, "read index.json", e))?;
-        let manifest = Manifest::from_bytes(Bytes::from(bytes), Some(ocync_core::MediaType::OciIndex.as_str()))
-            .map_err(|e| Error::layout(&path, format!("index.json is not a valid image index: {e}"), None))?;
+        let bytes = tokio::fs::read(&path)
+            .await
+            .map_err(|e| io_error(&path, "read index.json", e))?;
+        let manifest = Manifest::from_bytes(
+            Bytes::from(bytes),
+            Some(ocync_core::MediaType::OciIndex.as_str()),
+        )
+        .map_err(|e| {
+            Error::layout(
+                &path,
+                format!("index.json is not a valid image index: {e}"),
+                None,
+            )
+        })?;
         match manifest.kind() {
             ocync_core::ManifestKind::Index(i) => Ok((**i).clone()),
-            _ => Err(Error::layout(&path, "index.json is not an image index", None)),
+            _ => Err(Error::layout(
+                &path,
+                "index.json is not an image index",
+                None,
+            )),
         }
     }
 
@@ -132,7 +154,11 @@ impl Layout {
             if !self.blob_exists(&digest).await? {
                 return Ok(None);
             }
-            return Ok(Some(self.read_manifest(&digest, None, reference).await?.descriptor()));
+            return Ok(Some(
+                self.read_manifest(&digest, None, reference)
+                    .await?
+                    .descriptor(),
+            ));
         }
         Ok(self
             .index()
@@ -158,10 +184,16 @@ impl Layout {
                 }
             },
         };
-        self.read_manifest(&digest, media_type.as_ref(), reference).await
+        self.read_manifest(&digest, media_type.as_ref(), reference)
+            .await
     }
 
-    async fn read_manifest(&self, digest: &Digest, media_type: Option<&ocync_core::MediaType>, reference: &str) -> Result<Manifest, Error> {
+    async fn read_manifest(
+        &self,
+        digest: &Digest,
+        media_type: Option<&ocync_core::MediaType>,
+        reference: &str,
+    ) -> Result<Manifest, Error> {
         let path = self.blob_path(digest);
         let len = match tokio::fs::metadata(&path).await {
             Ok(m) => m.len(),
@@ -183,15 +215,25 @@ impl Layout {
             }
             .into());
         }
-        let bytes = tokio::fs::read(&path).await.map_err(|e| io_error(&path, "read a manifest", e))?;
-        Manifest::with_digest(Bytes::from(bytes), media_type.map(|m| m.as_str()), digest)
-            .map_err(|e| Error::oci(format!("manifest {} in oci:{}", reference, self.root.display()), e))
+        let bytes = tokio::fs::read(&path)
+            .await
+            .map_err(|e| io_error(&path, "read a manifest", e))?;
+        Manifest::with_digest(Bytes::from(bytes), media_type.map(|m| m.as_str()), digest).map_err(
+            |e| {
+                Error::oci(
+                    format!("manifest {} in oci:{}", reference, self.root.display()),
+                    e,
+                )
+            },
+        )
     }
 
     /// Whether the blob file exists.
     pub async fn blob_exists(&self, digest: &Digest) -> Result<bool, Error> {
         let path = self.blob_path(digest);
-        tokio::fs::try_exists(&path).await.map_err(|e| io_error(&path, "check a blob", e))
+        tokio::fs::try_exists(&path)
+            .await
+            .map_err(|e| io_error(&path, "check a blob", e))
     }
 
     /// Stream a blob, verified against `descriptor`.
@@ -205,8 +247,15 @@ impl Layout {
             let path = read_path.clone();
             async move {
                 let mut buf = BytesMut::with_capacity(READ_CHUNK);
-                let n = file.read_buf(&mut buf).await.map_err(|e| io_error(&path, "read a blob", e))?;
-                Ok(if n == 0 { None } else { Some((buf.freeze(), file)) })
+                let n = file
+                    .read_buf(&mut buf)
+                    .await
+                    .map_err(|e| io_error(&path, "read a blob", e))?;
+                Ok(if n == 0 {
+                    None
+                } else {
+                    Some((buf.freeze(), file))
+                })
             }
         });
         Ok(BlobStream::new(stream).verified(descriptor, format!("oci:{}", self.root.display())))
@@ -214,20 +263,34 @@ impl Layout {
 
     /// Write a blob from a stream. The bytes are verified against `descriptor`, and the file
     /// appears under its digest only when they match.
-    pub async fn push_blob(&self, descriptor: &Descriptor, stream: BlobStream) -> Result<(), Error> {
+    pub async fn push_blob(
+        &self,
+        descriptor: &Descriptor,
+        stream: BlobStream,
+    ) -> Result<(), Error> {
         let target = self.blob_path(&descriptor.digest);
         let dir = target.parent().expect("blob paths have a parent");
-        tokio::fs::create_dir_all(dir).await.map_err(|e| io_error(dir, "create the blob directory", e))?;
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| io_error(dir, "create the blob directory", e))?;
         let temp = temp_path(&target);
         let result = async {
-            let mut file = tokio::fs::File::create(&temp).await.map_err(|e| io_error(&temp, "create a blob", e))?;
+            let mut file = tokio::fs::File::create(&temp)
+                .await
+                .map_err(|e| io_error(&temp, "create a blob", e))?;
             let mut stream = stream.verified(descriptor, "(upload)".to_owned());
             while let Some(chunk) = stream.next().await {
-                file.write_all(&chunk?).await.map_err(|e| io_error(&temp, "write a blob", e))?;
+                file.write_all(&chunk?)
+                    .await
+                    .map_err(|e| io_error(&temp, "write a blob", e))?;
             }
-            file.flush().await.map_err(|e| io_error(&temp, "write a blob", e))?;
+            file.flush()
+                .await
+                .map_err(|e| io_error(&temp, "write a blob", e))?;
             drop(file);
-            tokio::fs::rename(&temp, &target).await.map_err(|e| io_error(&target, "store a blob", e))
+            tokio::fs::rename(&temp, &target)
+                .await
+                .map_err(|e| io_error(&target, "store a blob", e))
         }
         .await;
         if result.is_err() {
@@ -241,8 +304,11 @@ impl Layout {
     pub async fn push_manifest(&self, manifest: &Manifest, tag: Option<&str>) -> Result<(), Error> {
         let target = self.blob_path(manifest.digest());
         if !tokio::fs::try_exists(&target).await.unwrap_or(false) {
-            self.push_blob(&manifest.descriptor(), BlobStream::from_bytes(manifest.bytes().clone()))
-                .await?;
+            self.push_blob(
+                &manifest.descriptor(),
+                BlobStream::from_bytes(manifest.bytes().clone()),
+            )
+            .await?;
         }
         match tag {
             Some(tag) => {
@@ -256,7 +322,9 @@ impl Layout {
                 })
                 .await
             }
-            None if manifest.subject().is_some() => self.add_untagged(manifest.referrer_descriptor()).await,
+            None if manifest.subject().is_some() => {
+                self.add_untagged(manifest.referrer_descriptor()).await
+            }
             None => Ok(()),
         }
     }
@@ -264,9 +332,9 @@ impl Layout {
     /// List a manifest in `index.json` without a tag (a root copied by digest, a referrer).
     pub async fn add_untagged(&self, descriptor: Descriptor) -> Result<(), Error> {
         self.update_index(|entries| {
-            let listed = entries
-                .iter()
-                .any(|d| d.digest == descriptor.digest && d.annotation(ANNOTATION_REF_NAME).is_none());
+            let listed = entries.iter().any(|d| {
+                d.digest == descriptor.digest && d.annotation(ANNOTATION_REF_NAME).is_none()
+            });
             if !listed {
                 entries.push(descriptor);
             }
@@ -309,17 +377,26 @@ impl Layout {
 
     async fn write_index(&self, index: &ImageIndex) -> Result<(), Error> {
         let manifest = index.to_manifest();
-        self.write_atomic(&self.root.join(INDEX_FILE), manifest.bytes()).await
+        self.write_atomic(&self.root.join(INDEX_FILE), manifest.bytes())
+            .await
     }
 
     async fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), Error> {
         let temp = temp_path(path);
         let result = async {
-            let mut file = tokio::fs::File::create(&temp).await.map_err(|e| io_error(&temp, "write", e))?;
-            file.write_all(bytes).await.map_err(|e| io_error(&temp, "write", e))?;
-            file.sync_all().await.map_err(|e| io_error(&temp, "write", e))?;
+            let mut file = tokio::fs::File::create(&temp)
+                .await
+                .map_err(|e| io_error(&temp, "write", e))?;
+            file.write_all(bytes)
+                .await
+                .map_err(|e| io_error(&temp, "write", e))?;
+            file.sync_all()
+                .await
+                .map_err(|e| io_error(&temp, "write", e))?;
             drop(file);
-            tokio::fs::rename(&temp, path).await.map_err(|e| io_error(path, "write", e))
+            tokio::fs::rename(&temp, path)
+                .await
+                .map_err(|e| io_error(path, "write", e))
         }
         .await;
         if result.is_err() {
@@ -340,7 +417,10 @@ fn check_version(root: &Path, text: &str) -> Result<(), Error> {
     if !v.image_layout_version.starts_with("1.") {
         return Err(Error::layout(
             root,
-            format!("unsupported imageLayoutVersion '{}', ocync reads 1.x", v.image_layout_version),
+            format!(
+                "unsupported imageLayoutVersion '{}', ocync reads 1.x",
+                v.image_layout_version
+            ),
             None,
         ));
     }
@@ -349,7 +429,10 @@ fn check_version(root: &Path, text: &str) -> Result<(), Error> {
 
 fn temp_path(target: &Path) -> PathBuf {
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let name = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("file");
     target.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
 }
 
@@ -378,7 +461,10 @@ mod tests {
         let layout = Layout::create(dir.path().join("out")).await.unwrap();
         let config_bytes = Bytes::from_static(b"{}");
         let config = Descriptor::new(MediaType::OciEmpty, Digest::sha256(&config_bytes), 2);
-        layout.push_blob(&config, BlobStream::from_bytes(config_bytes.clone())).await.unwrap();
+        layout
+            .push_blob(&config, BlobStream::from_bytes(config_bytes.clone()))
+            .await
+            .unwrap();
         let image = manifest_json(&config, None);
         layout.push_manifest(&image, Some("v1")).await.unwrap();
         let sig = manifest_json(&config, Some(&image.descriptor()));
@@ -391,8 +477,18 @@ mod tests {
         let refs = reopened.referrers(image.digest()).await.unwrap();
         assert_eq!(refs.descriptors.len(), 1);
         assert_eq!(refs.descriptors[0].digest, *sig.digest());
-        assert_eq!(refs.descriptors[0].artifact_type.as_deref(), Some("application/vnd.example.sig"));
-        assert!(reopened.referrers(sig.digest()).await.unwrap().descriptors.is_empty());
+        assert_eq!(
+            refs.descriptors[0].artifact_type.as_deref(),
+            Some("application/vnd.example.sig")
+        );
+        assert!(
+            reopened
+                .referrers(sig.digest())
+                .await
+                .unwrap()
+                .descriptors
+                .is_empty()
+        );
 
         // Retagging replaces the entry; pushing the referrer again does not duplicate it.
         layout.push_manifest(&sig, None).await.unwrap();
@@ -405,11 +501,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::create(dir.path()).await.unwrap();
         let d = Descriptor::new(MediaType::OciLayer, Digest::sha256(b"good"), 4);
-        let err = layout.push_blob(&d, BlobStream::from_bytes(Bytes::from_static(b"evil"))).await.unwrap_err();
-        assert!(matches!(err.kind(), ErrorKind::BlobDigest { .. }), "{err:?}");
+        let err = layout
+            .push_blob(&d, BlobStream::from_bytes(Bytes::from_static(b"evil")))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::BlobDigest { .. }),
+            "{err:?}"
+        );
         assert!(!layout.blob_exists(&d.digest).await.unwrap());
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("blobs/sha256")).unwrap().collect();
-        assert!(leftovers.is_empty(), "temporary file removed: {leftovers:?}");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("blobs/sha256"))
+            .unwrap()
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "temporary file removed: {leftovers:?}"
+        );
     }
 
     #[tokio::test]
@@ -417,7 +524,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = Layout::open(dir.path()).await.unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains(&dir.path().display().to_string()) && msg.contains("no oci-layout file"), "{msg}");
+        assert!(
+            msg.contains(&dir.path().display().to_string()) && msg.contains("no oci-layout file"),
+            "{msg}"
+        );
         std::fs::write(dir.path().join("x"), b"").unwrap();
         let err = Layout::create(dir.path()).await.unwrap_err();
         assert!(err.to_string().contains("not empty"), "{err}");

@@ -8,7 +8,7 @@
 //!   mounted uploads, paginated tag lists, and referrers (API or fallback tag).
 //! - [`Layout`]: an OCI image layout directory, read and written like a repository.
 //! - [`Repository`]: either of the two, behind the operations the engine needs.
-//! - [`copy_image`], [`Copy`] and [`copy`]: copy one image (an index with all its children,
+//! - [`copy_image`], [`Copy`](struct@Copy) and [`copy`]: copy one image (an index with all its children,
 //!   and its referrers) from one repository to another.
 //! - [`Registries`]: one client per registry from per-registry settings and one credential
 //!   provider.

@@ -37,7 +37,9 @@ impl Location {
     pub fn tag(&self) -> Option<&str> {
         match self {
             Location::Registry(r) => r.tag(),
-            Location::Layout { reference, .. } => reference.as_deref().filter(|r| r.parse::<Digest>().is_err()),
+            Location::Layout { reference, .. } => reference
+                .as_deref()
+                .filter(|r| r.parse::<Digest>().is_err()),
         }
     }
 }
@@ -69,7 +71,9 @@ impl FromStr for Location {
                 }
             };
             if path.is_empty() {
-                return Err(invalid("expected oci:<directory>[:tag], e.g. oci:./images:v1".into()));
+                return Err(invalid(
+                    "expected oci:<directory>[:tag], e.g. oci:./images:v1".into(),
+                ));
             }
             return Ok(Location::Layout {
                 path: PathBuf::from(path),
@@ -89,7 +93,10 @@ impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Location::Registry(r) => write!(f, "{r}"),
-            Location::Layout { path, reference: None } => write!(f, "oci:{}", path.display()),
+            Location::Layout {
+                path,
+                reference: None,
+            } => write!(f, "oci:{}", path.display()),
             Location::Layout {
                 path,
                 reference: Some(r),
@@ -136,7 +143,10 @@ mod tests {
             let err = input.parse::<Location>().unwrap_err();
             assert!(matches!(err.kind(), ErrorKind::InvalidLocation { .. }));
             let msg = err.to_string();
-            assert!(msg.contains(&format!("'{input}'")) && msg.contains(needle), "{msg}");
+            assert!(
+                msg.contains(&format!("'{input}'")) && msg.contains(needle),
+                "{msg}"
+            );
         }
     }
 }

@@ -13,7 +13,10 @@ use crate::error::{Error, ErrorKind};
 
 /// The `Accept` header of manifest requests: every manifest type ocync copies.
 pub(crate) fn accept_header() -> HeaderValue {
-    let list: Vec<&str> = MediaType::MANIFEST_TYPES.iter().map(MediaType::as_str).collect();
+    let list: Vec<&str> = MediaType::MANIFEST_TYPES
+        .iter()
+        .map(MediaType::as_str)
+        .collect();
     HeaderValue::from_str(&list.join(", ")).expect("media types are valid header text")
 }
 
@@ -32,10 +35,22 @@ impl Client {
     /// `HEAD` a manifest by tag or digest: its descriptor, or `None` when absent.
     ///
     /// Registries that omit `Docker-Content-Digest` on `HEAD` are answered with a `GET`.
-    pub async fn manifest_head(&self, repository: &str, reference: &str) -> Result<Option<Descriptor>, Error> {
-        let url = self.url(repository, &format!("manifests/{reference}")).await?;
-        let request = Request::new(Method::HEAD, url, RequestKind::ManifestHead, &self.path(repository), Access::Pull)
-            .header(ACCEPT, accept_header());
+    pub async fn manifest_head(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<Descriptor>, Error> {
+        let url = self
+            .url(repository, &format!("manifests/{reference}"))
+            .await?;
+        let request = Request::new(
+            Method::HEAD,
+            url,
+            RequestKind::ManifestHead,
+            &self.path(repository),
+            Access::Pull,
+        )
+        .header(ACCEPT, accept_header());
         let response = self.send(request).await?;
         match response.status() {
             StatusCode::OK => {}
@@ -47,7 +62,10 @@ impl Client {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<Digest>().ok());
-        let media_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(MediaType::from);
+        let media_type = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(MediaType::from);
         let size = headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
@@ -67,9 +85,17 @@ impl Client {
     /// `GET` a manifest by tag or digest, keeping its raw bytes. A manifest fetched by digest
     /// is checked against it; one fetched by tag is checked against `Docker-Content-Digest`.
     pub async fn manifest(&self, repository: &str, reference: &str) -> Result<Manifest, Error> {
-        let url = self.url(repository, &format!("manifests/{reference}")).await?;
-        let request = Request::new(Method::GET, url, RequestKind::ManifestGet, &self.path(repository), Access::Pull)
-            .header(ACCEPT, accept_header());
+        let url = self
+            .url(repository, &format!("manifests/{reference}"))
+            .await?;
+        let request = Request::new(
+            Method::GET,
+            url,
+            RequestKind::ManifestGet,
+            &self.path(repository),
+            Access::Pull,
+        )
+        .header(ACCEPT, accept_header());
         let response = self.send(request).await?;
         let location = self.display_name(repository);
         match response.status() {
@@ -131,7 +157,12 @@ impl Client {
     }
 
     /// `PUT` a manifest under a tag or its digest, sending its exact bytes and media type.
-    pub async fn push_manifest(&self, repository: &str, reference: &str, manifest: &Manifest) -> Result<PushedManifest, Error> {
+    pub async fn push_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        manifest: &Manifest,
+    ) -> Result<PushedManifest, Error> {
         if manifest.size() > MAX_MANIFEST_SIZE {
             return Err(ErrorKind::ManifestTooLarge {
                 location: self.display_name(repository),
@@ -141,12 +172,24 @@ impl Client {
             }
             .into());
         }
-        let url = self.url(repository, &format!("manifests/{reference}")).await?;
-        let content_type = HeaderValue::from_str(manifest.media_type().as_str())
-            .map_err(|_| Error::protocol(&self.inner.api_host, "manifest media type is not valid header text"))?;
-        let request = Request::new(Method::PUT, url, RequestKind::ManifestPut, &self.path(repository), Access::Push)
-            .header(CONTENT_TYPE, content_type)
-            .body(Body::Bytes(manifest.bytes().clone()));
+        let url = self
+            .url(repository, &format!("manifests/{reference}"))
+            .await?;
+        let content_type = HeaderValue::from_str(manifest.media_type().as_str()).map_err(|_| {
+            Error::protocol(
+                &self.inner.api_host,
+                "manifest media type is not valid header text",
+            )
+        })?;
+        let request = Request::new(
+            Method::PUT,
+            url,
+            RequestKind::ManifestPut,
+            &self.path(repository),
+            Access::Push,
+        )
+        .header(CONTENT_TYPE, content_type)
+        .body(Body::Bytes(manifest.bytes().clone()));
         let response = self.send(request).await?;
         if response.status() != StatusCode::CREATED && response.status() != StatusCode::OK {
             return Err(self.unexpected(&Method::PUT, response).await);
@@ -162,7 +205,10 @@ impl Client {
         {
             return Err(Error::protocol(
                 &self.inner.api_host,
-                format!("stored manifest {} as {d}: the registry changed its bytes", manifest.digest()),
+                format!(
+                    "stored manifest {} as {d}: the registry changed its bytes",
+                    manifest.digest()
+                ),
             ));
         }
         let subject_acknowledged = response.headers().contains_key("oci-subject");

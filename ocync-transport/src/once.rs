@@ -87,8 +87,15 @@ mod tests {
     #[tokio::test]
     async fn a_failure_is_retried_by_the_next_caller() {
         let map = OnceMap::<&str>::default();
-        assert!(map.run(&"k", || async { Err::<(), _>("boom") }).await.is_err());
+        assert!(
+            map.run(&"k", || async { Err::<(), _>("boom") })
+                .await
+                .is_err()
+        );
         assert_eq!(map.run(&"k", || async { Ok::<(), ()>(()) }).await, Ok(true));
-        assert_eq!(map.run(&"k", || async { Ok::<(), ()>(()) }).await, Ok(false));
+        assert_eq!(
+            map.run(&"k", || async { Ok::<(), ()>(()) }).await,
+            Ok(false)
+        );
     }
 }

@@ -13,7 +13,9 @@ use reqwest::{Method, StatusCode};
 
 use ocync_core::{Descriptor, Digest, Manifest, MediaType};
 
-use crate::client::{Access, Client, REFERRERS_SUPPORTED, REFERRERS_UNSUPPORTED, Request, RequestKind};
+use crate::client::{
+    Access, Client, REFERRERS_SUPPORTED, REFERRERS_UNSUPPORTED, Request, RequestKind,
+};
 use crate::error::Error;
 use crate::tag::next_link;
 
@@ -33,7 +35,10 @@ impl Referrers {
     pub fn from_descriptors(descriptors: impl IntoIterator<Item = Descriptor>) -> Referrers {
         let mut seen = HashSet::new();
         Referrers {
-            descriptors: descriptors.into_iter().filter(|d| seen.insert(d.digest.clone())).collect(),
+            descriptors: descriptors
+                .into_iter()
+                .filter(|d| seen.insert(d.digest.clone()))
+                .collect(),
             fallback_index: None,
         }
     }
@@ -50,7 +55,11 @@ impl Client {
     }
 
     pub(crate) fn set_referrers_api(&self, supported: bool) {
-        let value = if supported { REFERRERS_SUPPORTED } else { REFERRERS_UNSUPPORTED };
+        let value = if supported {
+            REFERRERS_SUPPORTED
+        } else {
+            REFERRERS_UNSUPPORTED
+        };
         self.inner.referrers_api.store(value, Ordering::Relaxed);
     }
 
@@ -75,30 +84,65 @@ impl Client {
     }
 
     /// `None` when the registry has no referrers API.
-    async fn referrers_api(&self, repository: &str, subject: &Digest) -> Result<Option<Referrers>, Error> {
-        let mut url = self.url(repository, &format!("referrers/{subject}")).await?;
+    async fn referrers_api(
+        &self,
+        repository: &str,
+        subject: &Digest,
+    ) -> Result<Option<Referrers>, Error> {
+        let mut url = self
+            .url(repository, &format!("referrers/{subject}"))
+            .await?;
         let mut descriptors = Vec::new();
         let mut pages = HashSet::new();
         loop {
             if !pages.insert(url.clone()) {
                 break;
             }
-            let request = Request::new(Method::GET, url.clone(), RequestKind::Referrers, &self.path(repository), Access::Pull)
-                .header(ACCEPT, HeaderValue::from_static("application/vnd.oci.image.index.v1+json"));
+            let request = Request::new(
+                Method::GET,
+                url.clone(),
+                RequestKind::Referrers,
+                &self.path(repository),
+                Access::Pull,
+            )
+            .header(
+                ACCEPT,
+                HeaderValue::from_static("application/vnd.oci.image.index.v1+json"),
+            );
             let response = self.send(request).await?;
             match response.status() {
                 StatusCode::OK => {}
                 // No such route: distribution 2.8 (404 "page not found"), others 405/501.
-                StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => {
+                StatusCode::NOT_FOUND
+                | StatusCode::METHOD_NOT_ALLOWED
+                | StatusCode::NOT_IMPLEMENTED => {
                     self.set_referrers_api(false);
                     return Ok(None);
                 }
                 _ => return Err(self.unexpected(&Method::GET, response).await),
             }
-            let next = next_link(response.url(), response.headers().get_all(LINK).iter().filter_map(|v| v.to_str().ok()));
-            let body = response.bytes().await.map_err(|e| Error::transport(&self.inner.api_host, e))?;
-            let index = Manifest::from_bytes(body, Some(MediaType::OciIndex.as_str()))
-                .map_err(|e| Error::oci(format!("referrers list of {subject} in {}", self.display_name(repository)), e))?;
+            let next = next_link(
+                response.url(),
+                response
+                    .headers()
+                    .get_all(LINK)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok()),
+            );
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| Error::transport(&self.inner.api_host, e))?;
+            let index =
+                Manifest::from_bytes(body, Some(MediaType::OciIndex.as_str())).map_err(|e| {
+                    Error::oci(
+                        format!(
+                            "referrers list of {subject} in {}",
+                            self.display_name(repository)
+                        ),
+                        e,
+                    )
+                })?;
             descriptors.extend(index.children().iter().cloned());
             match next {
                 Some(n) => url = n,

@@ -56,7 +56,8 @@ impl Registries {
     /// Settings for one registry (`host[:port]`); the builder's credentials, if unset, are
     /// the shared provider.
     pub fn configure(&mut self, registry: &str, settings: ClientBuilder) -> &mut Registries {
-        self.settings.insert(registry.to_ascii_lowercase(), settings);
+        self.settings
+            .insert(registry.to_ascii_lowercase(), settings);
         self
     }
 
@@ -82,7 +83,10 @@ impl Registries {
     /// `create` is set and it does not exist yet).
     pub async fn open(&self, location: &Location, create: bool) -> Result<Repository, Error> {
         match location {
-            Location::Registry(r) => Ok(Repository::registry(self.client(r.registry())?, r.repository())),
+            Location::Registry(r) => Ok(Repository::registry(
+                self.client(r.registry())?,
+                r.repository(),
+            )),
             Location::Layout { path, .. } => {
                 let layout = if create {
                     Layout::create(path).await?

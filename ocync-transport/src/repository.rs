@@ -73,7 +73,11 @@ impl Repository {
     }
 
     /// Store a manifest under `tag`, or by its digest when `tag` is `None`.
-    pub async fn push_manifest(&self, manifest: &Manifest, tag: Option<&str>) -> Result<PushedManifest, Error> {
+    pub async fn push_manifest(
+        &self,
+        manifest: &Manifest,
+        tag: Option<&str>,
+    ) -> Result<PushedManifest, Error> {
         match self {
             Repository::Registry { client, name } => {
                 let reference = tag.map_or_else(|| manifest.digest().to_string(), str::to_owned);
@@ -113,7 +117,9 @@ impl Repository {
         session: Option<UploadSession>,
     ) -> Result<(), Error> {
         match self {
-            Repository::Registry { client, name } => client.push_blob(name, descriptor, stream, session).await,
+            Repository::Registry { client, name } => {
+                client.push_blob(name, descriptor, stream, session).await
+            }
             Repository::Layout(l) => l.push_blob(descriptor, stream).await,
         }
     }
@@ -145,7 +151,10 @@ impl Repository {
 
     /// When blobs can be mounted from `source` into this repository: the client and the source
     /// repository name.
-    pub(crate) fn mount_from<'a>(&'a self, source: &'a Repository) -> Option<(&'a Client, &'a str)> {
+    pub(crate) fn mount_from<'a>(
+        &'a self,
+        source: &'a Repository,
+    ) -> Option<(&'a Client, &'a str)> {
         match (self, source) {
             (
                 Repository::Registry { client, name },

@@ -60,7 +60,10 @@ impl BlobStream {
         while let Some(chunk) = self.next().await {
             out.extend_from_slice(&chunk?);
             if out.len() as u64 > limit {
-                return Err(Error::protocol("(memory)", format!("content exceeds {limit} bytes")));
+                return Err(Error::protocol(
+                    "(memory)",
+                    format!("content exceeds {limit} bytes"),
+                ));
             }
         }
         Ok(Bytes::from(out))
@@ -123,13 +126,18 @@ impl Stream for Verify {
                     if chunk.is_empty() {
                         continue;
                     }
-                    let verifier = this.verifier.as_mut().expect("verifier present until finished");
+                    let verifier = this
+                        .verifier
+                        .as_mut()
+                        .expect("verifier present until finished");
                     verifier.update(&chunk);
                     let len = verifier.len();
                     if len > this.expected_size {
                         this.done = true;
                         this.held = None;
-                        return Poll::Ready(Some(Err(this.size_error(len, ": more bytes than the descriptor says"))));
+                        return Poll::Ready(Some(Err(
+                            this.size_error(len, ": more bytes than the descriptor says")
+                        )));
                     }
                     if let Some(previous) = this.held.replace(chunk) {
                         return Poll::Ready(Some(Ok(previous)));
@@ -149,14 +157,21 @@ impl Stream for Verify {
                 }
                 Poll::Ready(None) => {
                     this.done = true;
-                    let verifier = this.verifier.take().expect("verifier present until finished");
+                    let verifier = this
+                        .verifier
+                        .take()
+                        .expect("verifier present until finished");
                     let received = verifier.len();
                     if received != this.expected_size {
                         this.verifier = Some(verifier);
                         this.held = None;
-                        return Poll::Ready(Some(Err(this.size_error(received, ": the download was cut short"))));
+                        return Poll::Ready(Some(Err(
+                            this.size_error(received, ": the download was cut short")
+                        )));
                     }
-                    if let Err(ocync_core::Error::DigestMismatch { expected, actual }) = verifier.finish() {
+                    if let Err(ocync_core::Error::DigestMismatch { expected, actual }) =
+                        verifier.finish()
+                    {
                         this.held = None;
                         return Poll::Ready(Some(Err(ErrorKind::BlobDigest {
                             location: this.location.clone(),
@@ -179,11 +194,18 @@ mod tests {
     use ocync_core::{Digest, MediaType};
 
     fn descriptor(bytes: &[u8]) -> Descriptor {
-        Descriptor::new(MediaType::OciLayerGzip, Digest::sha256(bytes), bytes.len() as u64)
+        Descriptor::new(
+            MediaType::OciLayerGzip,
+            Digest::sha256(bytes),
+            bytes.len() as u64,
+        )
     }
 
     fn chunks(data: &[u8], size: usize) -> BlobStream {
-        let parts: Vec<Result<Bytes, Error>> = data.chunks(size).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        let parts: Vec<Result<Bytes, Error>> = data
+            .chunks(size)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
         BlobStream::new(futures::stream::iter(parts))
     }
 
@@ -201,7 +223,8 @@ mod tests {
     #[tokio::test]
     async fn good_bytes_pass_through_unchanged() {
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-        let (out, err) = drain(chunks(&data, 4096).verified(&descriptor(&data), "src".into())).await;
+        let (out, err) =
+            drain(chunks(&data, 4096).verified(&descriptor(&data), "src".into())).await;
         assert!(err.is_none());
         assert_eq!(out, data);
     }
@@ -211,7 +234,8 @@ mod tests {
         let data = vec![1u8; 10_000];
         let mut corrupt = data.clone();
         corrupt[9_999] = 2;
-        let (out, err) = drain(chunks(&corrupt, 1000).verified(&descriptor(&data), "reg/app".into())).await;
+        let (out, err) =
+            drain(chunks(&corrupt, 1000).verified(&descriptor(&data), "reg/app".into())).await;
         let err = err.expect("mismatch is an error");
         assert!(matches!(err.kind(), ErrorKind::BlobDigest { .. }));
         assert!(err.to_string().contains("reg/app"), "{err}");
@@ -221,9 +245,20 @@ mod tests {
     #[tokio::test]
     async fn short_and_long_streams_are_size_errors() {
         let data = vec![3u8; 5000];
-        let (_, err) = drain(chunks(&data[..4000], 1000).verified(&descriptor(&data), "x".into())).await;
+        let (_, err) =
+            drain(chunks(&data[..4000], 1000).verified(&descriptor(&data), "x".into())).await;
         let err = err.unwrap();
-        assert!(matches!(err.kind(), ErrorKind::BlobSize { actual: 4000, expected: 5000, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err.kind(),
+                ErrorKind::BlobSize {
+                    actual: 4000,
+                    expected: 5000,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("cut short"));
 
         let mut long = data.clone();

@@ -26,14 +26,27 @@ impl Client {
     /// Every tag of a repository, in the registry's order.
     pub async fn tags(&self, repository: &str) -> Result<Vec<String>, Error> {
         let mut url = self.url(repository, "tags/list").await?;
-        url.query_pairs_mut().append_pair("n", &PAGE_SIZE.to_string());
+        url.query_pairs_mut()
+            .append_pair("n", &PAGE_SIZE.to_string());
         let mut tags = Vec::new();
         let mut seen = HashSet::new();
         for _ in 0..MAX_PAGES {
             if !seen.insert(url.clone()) {
-                return Err(Error::protocol(&self.inner.api_host, format!("tag list pagination loops at {}", crate::error::redact(&url))));
+                return Err(Error::protocol(
+                    &self.inner.api_host,
+                    format!(
+                        "tag list pagination loops at {}",
+                        crate::error::redact(&url)
+                    ),
+                ));
             }
-            let request = Request::new(Method::GET, url.clone(), RequestKind::TagList, &self.path(repository), Access::Pull);
+            let request = Request::new(
+                Method::GET,
+                url.clone(),
+                RequestKind::TagList,
+                &self.path(repository),
+                Access::Pull,
+            );
             let response = self.send(request).await?;
             match response.status() {
                 StatusCode::OK => {}
@@ -46,18 +59,30 @@ impl Client {
                 }
                 _ => return Err(self.unexpected(&Method::GET, response).await),
             }
-            let next = next_link(response.url(), response.headers().get_all(LINK).iter().filter_map(|v| v.to_str().ok()));
-            let page: TagList = response
-                .json()
-                .await
-                .map_err(|e| Error::protocol(&self.inner.api_host, format!("tag list of '{repository}' is not JSON: {e}")))?;
+            let next = next_link(
+                response.url(),
+                response
+                    .headers()
+                    .get_all(LINK)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok()),
+            );
+            let page: TagList = response.json().await.map_err(|e| {
+                Error::protocol(
+                    &self.inner.api_host,
+                    format!("tag list of '{repository}' is not JSON: {e}"),
+                )
+            })?;
             tags.extend(page.tags.unwrap_or_default());
             match next {
                 Some(n) => url = n,
                 None => return Ok(tags),
             }
         }
-        Err(Error::protocol(&self.inner.api_host, format!("tag list of '{repository}' has more than {MAX_PAGES} pages")))
+        Err(Error::protocol(
+            &self.inner.api_host,
+            format!("tag list of '{repository}' has more than {MAX_PAGES} pages"),
+        ))
     }
 }
 
@@ -66,12 +91,20 @@ pub(crate) fn next_link<'a>(base: &Url, values: impl Iterator<Item = &'a str>) -
     for value in values {
         for link in value.split(',') {
             let link = link.trim();
-            let Some(rest) = link.strip_prefix('<') else { continue };
-            let Some((target, params)) = rest.split_once('>') else { continue };
+            let Some(rest) = link.strip_prefix('<') else {
+                continue;
+            };
+            let Some((target, params)) = rest.split_once('>') else {
+                continue;
+            };
             let is_next = params.split(';').any(|p| {
                 let p = p.trim();
                 p.strip_prefix("rel=")
-                    .map(|r| r.trim_matches('"').split_whitespace().any(|r| r.eq_ignore_ascii_case("next")))
+                    .map(|r| {
+                        r.trim_matches('"')
+                            .split_whitespace()
+                            .any(|r| r.eq_ignore_ascii_case("next"))
+                    })
                     .unwrap_or(false)
             });
             if is_next {
@@ -90,9 +123,18 @@ mod tests {
     fn link_headers() {
         let base = Url::parse("https://reg.example/v2/app/tags/list?n=2").unwrap();
         let cases = [
-            (vec![r#"</v2/app/tags/list?last=b&n=2>; rel="next""#], Some("https://reg.example/v2/app/tags/list?last=b&n=2")),
-            (vec![r#"<https://other.example/x?y=1>; rel=next"#], Some("https://other.example/x?y=1")),
-            (vec![r#"</prev>; rel="prev", </next>; rel="next""#], Some("https://reg.example/next")),
+            (
+                vec![r#"</v2/app/tags/list?last=b&n=2>; rel="next""#],
+                Some("https://reg.example/v2/app/tags/list?last=b&n=2"),
+            ),
+            (
+                vec![r#"<https://other.example/x?y=1>; rel=next"#],
+                Some("https://other.example/x?y=1"),
+            ),
+            (
+                vec![r#"</prev>; rel="prev", </next>; rel="next""#],
+                Some("https://reg.example/next"),
+            ),
             (vec![r#"</prev>; rel="prev""#], None),
             (vec!["garbage"], None),
             (vec![], None),

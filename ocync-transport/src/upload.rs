@@ -45,8 +45,14 @@ impl Client {
     /// Open an upload session (`POST /v2/<name>/blobs/uploads/`).
     pub async fn start_upload(&self, repository: &str) -> Result<UploadSession, Error> {
         let url = self.url(repository, "blobs/uploads/").await?;
-        let request = Request::new(Method::POST, url, RequestKind::UploadStart, &self.path(repository), Access::Push)
-            .header(CONTENT_LENGTH, HeaderValue::from(0));
+        let request = Request::new(
+            Method::POST,
+            url,
+            RequestKind::UploadStart,
+            &self.path(repository),
+            Access::Push,
+        )
+        .header(CONTENT_LENGTH, HeaderValue::from(0));
         let response = self.send(request).await?;
         if response.status() != StatusCode::ACCEPTED {
             return Err(self.unexpected(&Method::POST, response).await);
@@ -55,13 +61,24 @@ impl Client {
     }
 
     /// Ask the registry to link `digest` from repository `from` of the same registry.
-    pub async fn mount_blob(&self, repository: &str, digest: &Digest, from: &str) -> Result<Mount, Error> {
+    pub async fn mount_blob(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        from: &str,
+    ) -> Result<Mount, Error> {
         let mut url = self.url(repository, "blobs/uploads/").await?;
         url.query_pairs_mut()
             .append_pair("mount", &digest.to_string())
             .append_pair("from", &self.path(from));
-        let mut request = Request::new(Method::POST, url, RequestKind::Mount, &self.path(repository), Access::Push)
-            .header(CONTENT_LENGTH, HeaderValue::from(0));
+        let mut request = Request::new(
+            Method::POST,
+            url,
+            RequestKind::Mount,
+            &self.path(repository),
+            Access::Push,
+        )
+        .header(CONTENT_LENGTH, HeaderValue::from(0));
         request.also_pull = Some(self.path(from));
         let response = self.send(request).await?;
         match response.status() {
@@ -77,7 +94,9 @@ impl Client {
             .headers()
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| Error::protocol(&host, "upload session response has no Location header"))?;
+            .ok_or_else(|| {
+                Error::protocol(&host, "upload session response has no Location header")
+            })?;
         let location = response
             .url()
             .join(location)
@@ -110,7 +129,10 @@ impl Client {
         let cancel = session.clone();
         let result = match self.inner.upload {
             UploadMode::Monolithic => self.put_whole(session, descriptor, stream).await,
-            UploadMode::Chunked { chunk_size } => self.put_chunks(session, descriptor, stream, chunk_size).await,
+            UploadMode::Chunked { chunk_size } => {
+                self.put_chunks(session, descriptor, stream, chunk_size)
+                    .await
+            }
         };
         if result.is_err() {
             self.cancel_upload(cancel).await;
@@ -118,11 +140,20 @@ impl Client {
         result
     }
 
-    async fn put_whole(&self, session: UploadSession, descriptor: &Descriptor, stream: BlobStream) -> Result<(), Error> {
+    async fn put_whole(
+        &self,
+        session: UploadSession,
+        descriptor: &Descriptor,
+        stream: BlobStream,
+    ) -> Result<(), Error> {
         let client = self.clone();
         let counted = stream.inspect(move |chunk| {
             if let Ok(c) = chunk {
-                client.inner.stats.bytes_uploaded.fetch_add(c.len() as u64, Ordering::Relaxed);
+                client
+                    .inner
+                    .stats
+                    .bytes_uploaded
+                    .fetch_add(c.len() as u64, Ordering::Relaxed);
             }
         });
         let body = Body::Stream(BlobStream::new(counted), descriptor.size);
@@ -149,13 +180,20 @@ impl Client {
         if !buffer.is_empty() {
             session = self.patch(session, buffer.freeze(), &mut offset).await?;
         }
-        self.complete(session, &descriptor.digest, Body::Bytes(Bytes::new())).await
+        self.complete(session, &descriptor.digest, Body::Bytes(Bytes::new()))
+            .await
     }
 
-    async fn patch(&self, session: UploadSession, part: Bytes, offset: &mut u64) -> Result<UploadSession, Error> {
+    async fn patch(
+        &self,
+        session: UploadSession,
+        part: Bytes,
+        offset: &mut u64,
+    ) -> Result<UploadSession, Error> {
         let len = part.len() as u64;
         let end = *offset + len - 1;
-        let range = HeaderValue::from_str(&format!("{}-{end}", *offset)).expect("digits are header text");
+        let range =
+            HeaderValue::from_str(&format!("{}-{end}", *offset)).expect("digits are header text");
         let request = Request::new(
             Method::PATCH,
             session.location.clone(),
@@ -173,24 +211,44 @@ impl Client {
             return Err(self.unexpected(&Method::PATCH, response).await);
         }
         // Registries have been seen to drop chunks silently: the Range must cover what we sent.
-        if let Some(range) = response.headers().get("range").and_then(|v| v.to_str().ok()) {
-            let stored_end = range.rsplit('-').next().and_then(|e| e.trim().parse::<u64>().ok());
+        if let Some(range) = response
+            .headers()
+            .get("range")
+            .and_then(|v| v.to_str().ok())
+        {
+            let stored_end = range
+                .rsplit('-')
+                .next()
+                .and_then(|e| e.trim().parse::<u64>().ok());
             if stored_end != Some(end) {
                 return Err(Error::protocol(
                     &crate::error::host_of(response.url()),
-                    format!("upload chunk ending at byte {end} was acknowledged with Range '{range}'"),
+                    format!(
+                        "upload chunk ending at byte {end} was acknowledged with Range '{range}'"
+                    ),
                 ));
             }
         }
-        self.inner.stats.bytes_uploaded.fetch_add(len, Ordering::Relaxed);
+        self.inner
+            .stats
+            .bytes_uploaded
+            .fetch_add(len, Ordering::Relaxed);
         *offset += len;
-        let next = self.session(&session.repository, &response).unwrap_or(session);
+        let next = self
+            .session(&session.repository, &response)
+            .unwrap_or(session);
         Ok(next)
     }
 
-    async fn complete(&self, session: UploadSession, digest: &Digest, body: Body) -> Result<(), Error> {
+    async fn complete(
+        &self,
+        session: UploadSession,
+        digest: &Digest,
+        body: Body,
+    ) -> Result<(), Error> {
         let mut url = session.location.clone();
-        url.query_pairs_mut().append_pair("digest", &digest.to_string());
+        url.query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
         let mut request = Request::new(
             Method::PUT,
             url,

@@ -23,3 +23,31 @@ pub use fixture::{Blob, Fixture, ImageFixture, LargeImage, LargeLayout, PseudoRa
 pub use registry::{RegistryAuth, RegistryOptions, RequestLine, TestRegistry};
 pub use tls::{TestCa, install_crypto_provider, plain_client, serve, serve_tls};
 pub use token_server::{TokenRequest, TokenServer};
+
+/// [`crate::Registries`] that reach these test registries: their CA trusted, their users'
+/// credentials offered (Basic, for htpasswd and for the token server), plain HTTP found by the
+/// loopback fallback.
+pub fn registries_for(registries: &[&TestRegistry]) -> crate::Registries {
+    use std::sync::Arc;
+
+    use ocync_auth::{Credential, ProviderChain, StaticProvider};
+
+    let mut chain = ProviderChain::new();
+    for r in registries {
+        if let (Some(user), Some(password)) = (r.username(), r.password()) {
+            chain = chain.with(StaticProvider::for_registry(
+                r.host(),
+                Credential::basic(user, password),
+            ));
+        }
+    }
+    let mut out = crate::Registries::new(Arc::new(chain));
+    for r in registries {
+        let mut builder = crate::ClientBuilder::new(&r.host());
+        if let Some(ca) = r.ca_file() {
+            builder = builder.ca_file(ca);
+        }
+        out.configure(&r.host(), builder);
+    }
+    out
+}
