@@ -218,6 +218,7 @@ impl ClientBuilder {
             .map_err(|e| settings_error(format!("'{api_host}' is not a valid host[:port]: {e}")))?;
 
         let mut http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(self.user_agent.clone())
             .connect_timeout(self.connect_timeout)
             .read_timeout(self.read_timeout)
@@ -271,6 +272,9 @@ impl ClientBuilder {
         })
     }
 }
+
+/// Redirects followed per request, as browsers and reqwest's default do.
+const MAX_REDIRECTS: usize = 10;
 
 pub(crate) const REFERRERS_UNKNOWN: u8 = 0;
 pub(crate) const REFERRERS_SUPPORTED: u8 = 1;
@@ -396,6 +400,9 @@ impl Request {
     }
 
     fn scopes(&self) -> Scopes {
+        if self.repository.is_empty() {
+            return Scopes::new();
+        }
         let actions: &[&str] = match self.access {
             Access::Pull => &["pull"],
             Access::Push => &["pull", "push"],
@@ -549,6 +556,26 @@ impl Client {
         }
     }
 
+    /// `GET /v2/`: the registry is reachable, speaks the distribution API, and accepts the
+    /// credentials (a 401 is answered with them once).
+    pub async fn ping(&self) -> Result<(), Error> {
+        let url = self.base().await?.join("v2/").expect("static path");
+        let response = self
+            .send(Request::new(
+                Method::GET,
+                url,
+                RequestKind::Ping,
+                "",
+                Access::Pull,
+            ))
+            .await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.unexpected(&Method::GET, response).await)
+        }
+    }
+
     /// Whether two clients talk to the same registry endpoint (so blobs can be mounted
     /// between their repositories).
     pub fn same_registry(&self, other: &Client) -> bool {
@@ -615,13 +642,15 @@ impl Client {
     /// Returns the response whatever its status, except 401/403 which become [`ErrorKind::Denied`].
     pub(crate) async fn send(&self, mut request: Request) -> Result<Response, Error> {
         let scopes = request.scopes();
-        let same_host = host_of(&request.url) == self.inner.api_host;
+        let mut url = request.url.clone();
+        let mut same_host = host_of(&url) == self.inner.api_host;
         let mut authorization = if same_host {
             self.authorization(&scopes, false).await?
         } else {
             None
         };
         let mut retried = false;
+        let mut hops = 0;
         // A streamed body that fails (a corrupt or truncated source) aborts the request; its
         // error is kept here so the caller sees it rather than hyper's generic body error.
         let body_error: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
@@ -648,7 +677,7 @@ impl Client {
             let mut builder = self
                 .inner
                 .http
-                .request(request.method.clone(), request.url.clone())
+                .request(request.method.clone(), url.clone())
                 .headers(request.headers.clone());
             if let Some(value) = &authorization {
                 builder = builder.header(AUTHORIZATION, value.clone());
@@ -663,10 +692,38 @@ impl Client {
                     if let Some(source_error) = body_error.lock().expect("body error lock").take() {
                         return Err(source_error);
                     }
-                    return Err(Error::transport(&self.inner.api_host, e));
+                    return Err(Error::transport(&host_of(&url), e));
                 }
             };
             let status = response.status();
+            // Redirects are followed here rather than by reqwest, so that an error or a hang
+            // names the host actually contacted (ACR data endpoints, S3, CDNs), and credentials
+            // go only to the registry's own host.
+            if status.is_redirection()
+                && (request.method == Method::GET || request.method == Method::HEAD)
+                && let Some(location) = response.headers().get(reqwest::header::LOCATION)
+            {
+                let host = host_of(&url);
+                if hops == MAX_REDIRECTS {
+                    return Err(Error::protocol(
+                        &host,
+                        format!("more than {MAX_REDIRECTS} redirects"),
+                    ));
+                }
+                let next = location
+                    .to_str()
+                    .ok()
+                    .and_then(|l| url.join(l).ok())
+                    .ok_or_else(|| Error::protocol(&host, "a redirect has an invalid Location"))?;
+                hops += 1;
+                url = next;
+                same_host =
+                    host_of(&url) == self.inner.api_host && url.scheme() == request.url.scheme();
+                if !same_host {
+                    authorization = None;
+                }
+                continue;
+            }
             if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
                 return Ok(response);
             }

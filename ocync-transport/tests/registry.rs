@@ -352,6 +352,26 @@ async fn untrusted_certificate_is_a_tls_error_with_the_fix() {
     );
 }
 
+#[tokio::test]
+async fn skip_verify_accepts_an_untrusted_certificate() {
+    let registry = TestRegistry::tls().await;
+    let strict = ClientBuilder::new(&registry.host()).build().unwrap();
+    assert!(matches!(
+        strict.ping().await.unwrap_err().kind(),
+        ErrorKind::Tls { .. }
+    ));
+    let lax = ClientBuilder::new(&registry.host())
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    lax.ping().await.unwrap();
+    let trusted = ClientBuilder::new(&registry.host())
+        .ca_file(registry.ca_file().unwrap())
+        .build()
+        .unwrap();
+    trusted.ping().await.unwrap();
+}
+
 /// Stored bytes that do not match their digest are detected while streaming, and nothing is
 /// committed at the target: no blob, no manifest.
 #[tokio::test]

@@ -789,3 +789,62 @@ async fn client_is_cheap_to_share() {
         .unwrap();
     assert_eq!(client.stats().total(), 1);
 }
+
+/// A data endpoint that accepts the connection and never answers (a firewalled ACR data
+/// endpoint) times out, and the error names that host, not the registry.
+#[tokio::test]
+async fn hanging_data_endpoint_times_out_naming_it() {
+    let registry = MockServer::start().await;
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hang_addr = hang.local_addr().unwrap();
+    let _accepting = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = hang.accept().await {
+            held.push(socket);
+        }
+    });
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(307)
+                .insert_header("location", format!("http://{hang_addr}/data").as_str()),
+        )
+        .mount(&registry)
+        .await;
+    let client = http_client(&registry)
+        .read_timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let err = client
+        .blob("app", &descriptor(MediaType::OciLayerGzip, b"x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Timeout { .. }), "{err:?}");
+    assert!(err.to_string().contains(&hang_addr.to_string()), "{err}");
+}
+
+#[tokio::test]
+async fn ping_answers_a_challenge_with_credentials() {
+    let server = MockServer::start().await;
+    Mock::given(path("/v2/"))
+        .and(header("authorization", "Basic YWxpY2U6czNjcmV0"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/v2/"))
+        .respond_with(
+            ResponseTemplate::new(401).insert_header("www-authenticate", r#"Basic realm="r""#),
+        )
+        .expect(1)
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let client = http_client(&server)
+        .credentials(Arc::new(StaticProvider::new(Credential::basic(
+            "alice", "s3cret",
+        ))))
+        .build()
+        .unwrap();
+    client.ping().await.unwrap();
+}
