@@ -645,7 +645,7 @@ impl Client {
         let mut url = request.url.clone();
         let mut same_host = host_of(&url) == self.inner.api_host;
         let mut authorization = if same_host {
-            self.authorization(&scopes, false).await?
+            self.authorization(&scopes).await?
         } else {
             None
         };
@@ -828,11 +828,7 @@ impl Client {
     }
 
     /// The `Authorization` header for `scopes` from what the client already knows.
-    async fn authorization(
-        &self,
-        scopes: &Scopes,
-        _force: bool,
-    ) -> Result<Option<HeaderValue>, Error> {
+    async fn authorization(&self, scopes: &Scopes) -> Result<Option<HeaderValue>, Error> {
         let state = self.inner.auth.lock().expect("auth state lock").clone();
         match state {
             AuthState::Unknown => Ok(None),
@@ -893,7 +889,11 @@ impl Client {
             .inner
             .tokens
             .get_or_fetch(&key, || async {
-                let credential = self.credential().await.map_err(ocync_auth_error)?;
+                let credential = self
+                    .inner
+                    .credentials
+                    .credential(&self.inner.registry)
+                    .await?;
                 self.inner.stats.count(RequestKind::Token);
                 let request = TokenRequest {
                     registry: &self.inner.registry,
@@ -938,19 +938,6 @@ impl Client {
             .and_then(|v| v.trim().parse::<u64>().ok());
         let body = response.bytes().await.unwrap_or_default();
         Error::from_response(method, &url, status, &body, retry_after)
-    }
-}
-
-/// Errors from resolving the credential inside a token fetch are reported as auth errors of
-/// the provider; unwrap our own wrapping back to the auth error.
-fn ocync_auth_error(err: Error) -> ocync_auth::Error {
-    match err.into_kind() {
-        ErrorKind::Auth { source, .. } => source,
-        other => ocync_auth::Error::TokenResponse {
-            registry: String::new(),
-            realm: String::new(),
-            reason: other.to_string(),
-        },
     }
 }
 

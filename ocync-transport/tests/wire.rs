@@ -848,3 +848,67 @@ async fn ping_answers_a_challenge_with_credentials() {
         .unwrap();
     client.ping().await.unwrap();
 }
+
+/// ECR answers a chunk PATCH with 201 instead of 202; that is success, not an error.
+#[tokio::test]
+async fn chunk_acknowledged_with_201_is_accepted() {
+    let server = MockServer::start().await;
+    let data = vec![4u8; 6000];
+    let layer = descriptor(MediaType::OciLayerGzip, &data);
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(202).insert_header("location", "/v2/app/blobs/uploads/s"),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .insert_header("range", "0-5999")
+                .insert_header("location", "/v2/app/blobs/uploads/s"),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(201))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = http_client(&server)
+        .upload_mode(UploadMode::Chunked { chunk_size: 8000 })
+        .build()
+        .unwrap();
+    client
+        .push_blob(
+            "app",
+            &layer,
+            BlobStream::from_bytes(Bytes::from(data)),
+            None,
+        )
+        .await
+        .unwrap();
+}
+
+/// A registry that omits `Docker-Content-Digest` on HEAD (seen on some ECR responses) is
+/// answered with a GET, whose bytes give the digest.
+#[tokio::test]
+async fn head_without_digest_header_falls_back_to_get() {
+    let server = MockServer::start().await;
+    let manifest = oci_manifest(&descriptor(MediaType::OciConfig, b"{}"), &[]);
+    Mock::given(method("HEAD"))
+        .and(path("/v2/app/manifests/v1"))
+        .respond_with(ResponseTemplate::new(200).insert_header("content-type", MANIFEST_TYPE))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v2/app/manifests/v1"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(manifest.clone(), MANIFEST_TYPE))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = http_client(&server).build().unwrap();
+    let d = client.manifest_head("app", "v1").await.unwrap().unwrap();
+    assert_eq!(d.digest, Digest::sha256(&manifest));
+}
