@@ -59,12 +59,12 @@ pub(crate) async fn run(args: CopyArgs) -> anyhow::Result<Code> {
             println!("{json}");
         }
     } else {
+        let verb = if report.status == ocync_transport::Status::Skipped { "already up to date" } else { "copied" };
         tracing::info!(
-            "copied {} -> {}: {} manifests pushed, {} present; {} blobs uploaded ({} bytes), {} mounted, {} present; {} referrers",
+            "{verb}: {} -> {}: {} manifests pushed; {} blobs uploaded ({} bytes), {} mounted, {} present; {} referrers",
             report.source,
             report.target,
             report.manifests_pushed,
-            report.manifests_skipped,
             report.blobs_uploaded,
             report.bytes_uploaded,
             report.blobs_mounted,

@@ -401,6 +401,11 @@ impl Request {
 
     fn scopes(&self) -> Scopes {
         if self.repository.is_empty() {
+            if self.url.path().ends_with("/_catalog") {
+                return Scopes::from_iter(["registry:catalog:*"
+                    .parse::<Scope>()
+                    .expect("valid scope")]);
+            }
             return Scopes::new();
         }
         let actions: &[&str] = match self.access {
@@ -574,6 +579,12 @@ impl Client {
         } else {
             Err(self.unexpected(&Method::GET, response).await)
         }
+    }
+
+    /// A key naming the registry endpoint: clients with equal keys can mount between each
+    /// other's repositories.
+    pub(crate) fn site_key(&self) -> String {
+        self.inner.api_host.clone()
     }
 
     /// Whether two clients talk to the same registry endpoint (so blobs can be mounted
@@ -765,8 +776,8 @@ impl Client {
         let status = response.status();
         let url = response.url().clone();
         let body = response.bytes().await.unwrap_or_default();
-        let detail = match Error::from_response(method, &url, status, &body, None).into_kind() {
-            ErrorKind::Status { detail, .. } => detail,
+        let detail = match Error::from_response(method, &url, status, &body, None).kind() {
+            ErrorKind::Status { detail, .. } => detail.clone(),
             _ => String::new(),
         };
         let detail = if detail.is_empty() && status == StatusCode::UNAUTHORIZED {

@@ -1,31 +1,22 @@
-//! The copy engine: one image (a manifest, or an index with all its children) and its
-//! referrers, from one [`Repository`] to another.
+//! Copying one image: the sync engine's job for one source image and one target.
 //!
-//! Order is what keeps a target consistent: blobs land before the manifest that references
-//! them, children before their index, the index before its tag, a subject before its
-//! referrers, and referrers before the fallback-tag index that lists them. Each blob and
-//! manifest is written by one task at a time ([`OnceMap`]), blobs already present are skipped
-//! (or mounted from the source repository on the same registry), and bytes stream from source
-//! to target without being held in memory.
+//! Everything the engine guarantees holds here: blobs before manifests, children before their
+//! index, a subject before its referrers, one writer per digest, present blobs skipped and
+//! blobs mounted from the source repository when it is on the same registry, bytes verified
+//! while they stream.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
-use futures::future::BoxFuture;
-use futures::{StreamExt as _, TryStreamExt as _};
 use serde::Serialize;
-use tokio::sync::Semaphore;
 
-use ocync_core::{Descriptor, Digest, ImageIndex, Manifest};
+use ocync_core::Digest;
 
 use crate::error::{Error, ErrorKind};
 use crate::location::Location;
-use crate::once::OnceMap;
-use crate::referrers::Referrers;
 use crate::registries::Registries;
 use crate::repository::Repository;
-use crate::upload::Mount;
+use crate::sync::{Cache, Job, Lane, ReferrerPolicy, Shared, Status, SyncOptions, SyncPlan};
 
 /// What to copy and how hard to push.
 #[derive(Debug, Clone)]
@@ -36,8 +27,6 @@ pub struct CopyOptions {
     pub referrers: bool,
     /// Blob transfers in flight at once (default 6).
     pub blob_concurrency: usize,
-    /// Child manifests and referrers worked on at once (default 4).
-    pub manifest_concurrency: usize,
 }
 
 impl Default for CopyOptions {
@@ -45,7 +34,6 @@ impl Default for CopyOptions {
         CopyOptions {
             referrers: true,
             blob_concurrency: 6,
-            manifest_concurrency: 4,
         }
     }
 }
@@ -70,16 +58,15 @@ impl CopyOptions {
 pub struct CopyReport {
     /// Source, as given.
     pub source: String,
-    /// Target, as given.
+    /// Target, with the tag written.
     pub target: String,
+    /// `synced` when something was written, `skipped` when the target already had the image
+    /// and its referrers.
+    pub status: Status,
     /// Digest of the copied root manifest (identical at source and target).
     pub digest: Digest,
-    /// Its media type.
-    pub media_type: String,
     /// Manifests written (root, children, referrers, referrers indexes).
     pub manifests_pushed: u64,
-    /// Manifests already present.
-    pub manifests_skipped: u64,
     /// Blobs uploaded.
     pub blobs_uploaded: u64,
     /// Blobs mounted from another repository of the same registry.
@@ -92,21 +79,6 @@ pub struct CopyReport {
     pub referrers_copied: u64,
 }
 
-#[derive(Debug, Default)]
-struct Tally {
-    manifests_pushed: AtomicU64,
-    manifests_skipped: AtomicU64,
-    blobs_uploaded: AtomicU64,
-    blobs_mounted: AtomicU64,
-    blobs_skipped: AtomicU64,
-    bytes_uploaded: AtomicU64,
-    referrers_copied: AtomicU64,
-}
-
-fn add(counter: &AtomicU64, n: u64) {
-    counter.fetch_add(n, Ordering::Relaxed);
-}
-
 /// Copy `reference` (tag or digest) from `source` to `target`, under `tag` (or by digest only
 /// when `tag` is `None`).
 pub async fn copy_image(
@@ -116,263 +88,57 @@ pub async fn copy_image(
     tag: Option<&str>,
     options: &CopyOptions,
 ) -> Result<CopyReport, Error> {
-    let root = source.manifest(reference).await?;
-    let job = Job {
-        source,
-        target,
-        options,
-        blobs: OnceMap::default(),
-        manifests: OnceMap::default(),
-        subjects: Mutex::new(HashSet::new()),
-        transfers: Semaphore::new(options.blob_concurrency.max(1)),
-        tally: Tally::default(),
+    let started = Instant::now();
+    let sync_options = SyncOptions::default().blob_concurrency(options.blob_concurrency);
+    let shared = Shared::new(
+        SyncPlan::default(),
+        &sync_options,
+        Arc::new(Cache::disabled()),
+    );
+    let policy = ReferrerPolicy {
+        enabled: options.referrers,
+        ..ReferrerPolicy::default()
     };
-    let present = target
-        .manifest_head(tag.unwrap_or(&root.digest().to_string()))
-        .await?
-        .is_some_and(|d| d.digest == *root.digest());
-    if present {
-        add(&job.tally.manifests_skipped, 1);
-        tracing::debug!(target = %target.display_name(), digest = %root.digest(), "already present");
-    } else {
-        job.copy_contents(&root).await?;
-        target.push_manifest(&root, tag).await?;
-        add(&job.tally.manifests_pushed, 1);
-        if tag.is_none() {
-            target.list_untagged(&root).await?;
-        }
+    let job = Job {
+        shared: &shared,
+        source,
+        platforms: None,
+        referrers: &policy,
+        immutable: false,
+        repo_tags: None,
+    };
+    let label = format!(
+        "{}{}",
+        target.display_name(),
+        tag.map(|t| format!(":{t}")).unwrap_or_default()
+    );
+    let mut lanes = [Lane::new(label, String::new(), target.clone())];
+    let digest = job.run(reference, tag, &mut lanes).await?;
+    if let Some(e) = lanes[0].failure() {
+        return Err(e.clone());
     }
-    if options.referrers {
-        let subjects: Vec<Descriptor> = std::iter::once(root.descriptor())
-            .chain(root.children().iter().cloned())
-            .collect();
-        futures::stream::iter(subjects)
-            .map(|s| job.copy_referrers(s))
-            .buffer_unordered(options.manifest_concurrency.max(1))
-            .try_collect::<Vec<()>>()
-            .await?;
-    }
-    let t = &job.tally;
-    let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let image = lanes[0].report(
+        0,
+        &format!("{}:{reference}", source.display_name()),
+        started,
+        Some(&digest),
+    );
     Ok(CopyReport {
-        source: format!("{}:{reference}", source.display_name()),
-        target: format!(
-            "{}{}",
-            target.display_name(),
-            tag.map(|t| format!(":{t}")).unwrap_or_default()
-        ),
-        digest: root.digest().clone(),
-        media_type: root.media_type().to_string(),
-        manifests_pushed: n(&t.manifests_pushed),
-        manifests_skipped: n(&t.manifests_skipped),
-        blobs_uploaded: n(&t.blobs_uploaded),
-        blobs_mounted: n(&t.blobs_mounted),
-        blobs_skipped: n(&t.blobs_skipped),
-        bytes_uploaded: n(&t.bytes_uploaded),
-        referrers_copied: n(&t.referrers_copied),
+        source: image.source,
+        target: image.target,
+        status: if image.status == Status::Synced {
+            Status::Synced
+        } else {
+            Status::Skipped
+        },
+        digest,
+        manifests_pushed: image.manifests_pushed,
+        blobs_uploaded: image.blobs_uploaded,
+        blobs_mounted: image.blobs_mounted,
+        blobs_skipped: image.blobs_skipped,
+        bytes_uploaded: image.bytes_uploaded,
+        referrers_copied: image.referrers_copied,
     })
-}
-
-struct Job<'a> {
-    source: &'a Repository,
-    target: &'a Repository,
-    options: &'a CopyOptions,
-    blobs: OnceMap<Digest>,
-    manifests: OnceMap<Digest>,
-    subjects: Mutex<HashSet<Digest>>,
-    transfers: Semaphore,
-    tally: Tally,
-}
-
-impl Job<'_> {
-    /// Everything a manifest references: its blobs, or its children (recursively).
-    fn copy_contents<'s>(&'s self, manifest: &'s Manifest) -> BoxFuture<'s, Result<(), Error>> {
-        Box::pin(async move {
-            let concurrency = self.options.manifest_concurrency.max(1);
-            if manifest.is_index() {
-                let children: Vec<_> = manifest
-                    .children()
-                    .iter()
-                    .map(|child| self.copy_child(child))
-                    .collect();
-                futures::stream::iter(children)
-                    .buffer_unordered(concurrency)
-                    .try_collect::<Vec<()>>()
-                    .await?;
-            } else {
-                let blobs: Vec<_> = manifest
-                    .blobs()
-                    .into_iter()
-                    .map(|blob| self.copy_blob(blob))
-                    .collect();
-                futures::stream::iter(blobs)
-                    .buffer_unordered(self.options.blob_concurrency.max(1))
-                    .try_collect::<Vec<()>>()
-                    .await?;
-            }
-            Ok(())
-        })
-    }
-
-    /// A manifest referenced by digest (an index child or a referrer), unless the target has it.
-    async fn copy_child(&self, descriptor: &Descriptor) -> Result<(), Error> {
-        self.manifests
-            .run(&descriptor.digest, || async {
-                if self
-                    .target
-                    .manifest_head(&descriptor.digest.to_string())
-                    .await?
-                    .is_some()
-                {
-                    add(&self.tally.manifests_skipped, 1);
-                    return Ok(());
-                }
-                let manifest = self.source.manifest(&descriptor.digest.to_string()).await?;
-                self.copy_contents(&manifest).await?;
-                self.target.push_manifest(&manifest, None).await?;
-                add(&self.tally.manifests_pushed, 1);
-                Ok(())
-            })
-            .await
-            .map(|_| ())
-    }
-
-    async fn copy_blob(&self, descriptor: &Descriptor) -> Result<(), Error> {
-        self.blobs
-            .run(&descriptor.digest, || async {
-                let _permit = self
-                    .transfers
-                    .acquire()
-                    .await
-                    .expect("semaphore is never closed");
-                let mut session = None;
-                if let Some((client, from)) = self.target.mount_from(self.source) {
-                    let Repository::Registry { name, .. } = self.target else {
-                        unreachable!("mount_from only answers for registries")
-                    };
-                    match client.mount_blob(name, &descriptor.digest, from).await? {
-                        Mount::Mounted => {
-                            add(&self.tally.blobs_mounted, 1);
-                            return Ok(());
-                        }
-                        Mount::Session(s) => session = Some(s),
-                    }
-                } else if self.target.blob_exists(&descriptor.digest).await? {
-                    add(&self.tally.blobs_skipped, 1);
-                    return Ok(());
-                }
-                let stream = self.source.blob(descriptor).await?;
-                self.target.push_blob(descriptor, stream, session).await?;
-                add(&self.tally.blobs_uploaded, 1);
-                add(&self.tally.bytes_uploaded, descriptor.size);
-                Ok(())
-            })
-            .await
-            .map(|_| ())
-    }
-
-    /// The referrers of `subject` (and theirs, recursively), then the fallback-tag index for
-    /// targets that do not keep referrers themselves.
-    fn copy_referrers(&self, subject: Descriptor) -> BoxFuture<'_, Result<(), Error>> {
-        Box::pin(async move {
-            if !self
-                .subjects
-                .lock()
-                .expect("subjects lock")
-                .insert(subject.digest.clone())
-            {
-                return Ok(());
-            }
-            let found = self.source.referrers(&subject.digest).await?;
-            if found.descriptors.is_empty() {
-                return Ok(());
-            }
-            let acknowledged: Vec<bool> = futures::stream::iter(found.descriptors.clone())
-                .map(|referrer| async move {
-                    let acknowledged = self.copy_referrer(&referrer).await?;
-                    self.copy_referrers(referrer).await?;
-                    Ok::<_, Error>(acknowledged)
-                })
-                .buffer_unordered(self.options.manifest_concurrency.max(1))
-                .try_collect()
-                .await?;
-            if acknowledged.iter().any(|a| *a) {
-                return Ok(());
-            }
-            self.update_fallback_index(&subject.digest, &found).await
-        })
-    }
-
-    /// Copy one referrer manifest. `true` when the target acknowledged its subject.
-    async fn copy_referrer(&self, referrer: &Descriptor) -> Result<bool, Error> {
-        let mut acknowledged = false;
-        self.manifests
-            .run(&referrer.digest, || async {
-                if self
-                    .target
-                    .manifest_head(&referrer.digest.to_string())
-                    .await?
-                    .is_some()
-                {
-                    add(&self.tally.manifests_skipped, 1);
-                    return Ok(());
-                }
-                let manifest = self.source.manifest(&referrer.digest.to_string()).await?;
-                self.copy_contents(&manifest).await?;
-                acknowledged = self
-                    .target
-                    .push_manifest(&manifest, None)
-                    .await?
-                    .subject_acknowledged;
-                add(&self.tally.manifests_pushed, 1);
-                add(&self.tally.referrers_copied, 1);
-                Ok::<(), Error>(())
-            })
-            .await?;
-        Ok(acknowledged)
-    }
-
-    /// On a target without the referrers API, make the `<alg>-<hex>` tag list every referrer
-    /// it has plus the source's. When the result lists exactly what the source's own fallback
-    /// index lists, that index is copied byte-for-byte, so its digest matches the source.
-    async fn update_fallback_index(
-        &self,
-        subject: &Digest,
-        found: &Referrers,
-    ) -> Result<(), Error> {
-        if self.target.keeps_referrers() == Some(true) {
-            return Ok(());
-        }
-        let existing = self.target.referrers(subject).await?;
-        if self.target.keeps_referrers() == Some(true) {
-            return Ok(());
-        }
-        let mut merged = existing.descriptors.clone();
-        for d in &found.descriptors {
-            if !merged.iter().any(|m| m.digest == d.digest) {
-                merged.push(d.clone());
-            }
-        }
-        if merged.len() == existing.descriptors.len() && existing.fallback_index.is_some() {
-            return Ok(());
-        }
-        let digests = |list: &[Descriptor]| {
-            list.iter()
-                .map(|d| d.digest.clone())
-                .collect::<HashSet<_>>()
-        };
-        let index = match &found.fallback_index {
-            Some(source_index) if digests(source_index.children()) == digests(&merged) => {
-                source_index.clone()
-            }
-            _ => ImageIndex::new(merged).to_manifest(),
-        };
-        self.target
-            .push_manifest(&index, Some(&subject.referrers_tag()))
-            .await?;
-        add(&self.tally.manifests_pushed, 1);
-        Ok(())
-    }
 }
 
 /// Copy one image between two locations given as strings (`registry/repo:tag`,

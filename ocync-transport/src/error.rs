@@ -12,9 +12,11 @@ use serde::Deserialize;
 
 use ocync_core::Digest;
 
-/// An error from a registry, a layout or the copy engine.
+/// An error from a registry, a layout or the copy engine. Cheap to clone (one failure can be
+/// reported for several targets).
+#[derive(Clone)]
 pub struct Error {
-    kind: Box<ErrorKind>,
+    kind: std::sync::Arc<ErrorKind>,
 }
 
 /// What went wrong. Match on it through [`Error::kind`]; prefer the predicates for decisions.
@@ -201,6 +203,28 @@ pub enum ErrorKind {
         reason: String,
     },
 
+    /// A tag filter (glob, version range, `latest` without `sort`) is invalid.
+    #[error("invalid tag filter {field} '{input}': {reason}")]
+    InvalidFilter {
+        /// The field at fault (`glob`, `semver`, `exclude`, `latest`, …).
+        field: &'static str,
+        /// The value as given.
+        input: String,
+        /// What is wrong and what to write instead.
+        reason: String,
+    },
+
+    /// A mapping selected fewer tags than its `min_tags`.
+    #[error("selected {selected} tags from {repository}, fewer than min_tags {min_tags}")]
+    BelowMinTags {
+        /// The source repository.
+        repository: String,
+        /// Tags selected.
+        selected: usize,
+        /// The minimum.
+        min_tags: usize,
+    },
+
     /// A location string is neither a registry reference nor `oci:<dir>[:tag]`.
     #[error("invalid location '{input}': {reason}")]
     InvalidLocation {
@@ -215,11 +239,6 @@ impl Error {
     /// What went wrong.
     pub fn kind(&self) -> &ErrorKind {
         &self.kind
-    }
-
-    /// Consume the error, returning its kind.
-    pub fn into_kind(self) -> ErrorKind {
-        *self.kind
     }
 
     /// The HTTP status, when the registry answered.
@@ -368,7 +387,7 @@ impl Error {
 impl From<ErrorKind> for Error {
     fn from(kind: ErrorKind) -> Error {
         Error {
-            kind: Box::new(kind),
+            kind: std::sync::Arc::new(kind),
         }
     }
 }

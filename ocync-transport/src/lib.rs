@@ -29,11 +29,11 @@ mod filter;
 mod layout;
 mod location;
 mod manifest;
-mod once;
 mod referrers;
 mod registries;
 mod repository;
 mod stream;
+mod sync;
 mod tag;
 mod upload;
 
@@ -48,6 +48,10 @@ pub use referrers::Referrers;
 pub use registries::Registries;
 pub use repository::Repository;
 pub use stream::BlobStream;
+pub use sync::{
+    Endpoint, ImageReport, Mapping, MappingError, ReferrerPolicy, RegistryStats, Status,
+    SyncOptions, SyncPlan, SyncReport, Target, filter_index, sync,
+};
 pub use upload::{Mount, UploadSession};
 
 #[cfg(feature = "test-support")]

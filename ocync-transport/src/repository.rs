@@ -149,24 +149,6 @@ impl Repository {
         }
     }
 
-    /// When blobs can be mounted from `source` into this repository: the client and the source
-    /// repository name.
-    pub(crate) fn mount_from<'a>(
-        &'a self,
-        source: &'a Repository,
-    ) -> Option<(&'a Client, &'a str)> {
-        match (self, source) {
-            (
-                Repository::Registry { client, name },
-                Repository::Registry {
-                    client: other,
-                    name: from,
-                },
-            ) if client.same_registry(other) && name != from => Some((client, from)),
-            _ => None,
-        }
-    }
-
     /// List a root manifest copied without a tag, so it stays discoverable (layouts only).
     pub(crate) async fn list_untagged(&self, manifest: &Manifest) -> Result<(), Error> {
         match self {

@@ -22,42 +22,90 @@ struct TagList {
     tags: Option<Vec<String>>,
 }
 
+#[derive(Deserialize)]
+struct Catalog {
+    #[serde(default)]
+    repositories: Option<Vec<String>>,
+}
+
 impl Client {
     /// Every tag of a repository, in the registry's order.
     pub async fn tags(&self, repository: &str) -> Result<Vec<String>, Error> {
-        let mut url = self.url(repository, "tags/list").await?;
+        let url = self.url(repository, "tags/list").await?;
+        let path = self.path(repository);
+        let pages = self.pages(url, RequestKind::TagList, &path, |status| {
+            (status == StatusCode::NOT_FOUND).then(|| {
+                ErrorKind::ManifestNotFound {
+                    location: self.display_name(repository),
+                    reference: "(tag list: repository not found)".to_owned(),
+                }
+                .into()
+            })
+        });
+        let mut tags = Vec::new();
+        for page in pages.await? {
+            let page: TagList = serde_json::from_slice(&page).map_err(|e| {
+                Error::protocol(
+                    &self.inner.api_host,
+                    format!("tag list of '{repository}' is not JSON: {e}"),
+                )
+            })?;
+            tags.extend(page.tags.unwrap_or_default());
+        }
+        Ok(tags)
+    }
+
+    /// Every repository of the registry (`/v2/_catalog`), under the client's path prefix when
+    /// it has one (returned without the prefix). Needs a token with `registry:catalog:*`.
+    pub async fn catalog(&self) -> Result<Vec<String>, Error> {
+        let url = self.base().await?.join("v2/_catalog").expect("static path");
+        let pages = self.pages(url, RequestKind::TagList, "", |_| None);
+        let prefix = self.path("");
+        let mut repositories = Vec::new();
+        for page in pages.await? {
+            let page: Catalog = serde_json::from_slice(&page).map_err(|e| {
+                Error::protocol(
+                    &self.inner.api_host,
+                    format!("the catalog is not JSON: {e}"),
+                )
+            })?;
+            repositories.extend(
+                page.repositories
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|r| r.strip_prefix(&prefix).map(str::to_owned)),
+            );
+        }
+        Ok(repositories)
+    }
+
+    /// The bodies of a paginated listing, following `Link: <…>; rel="next"`. `absent` turns a
+    /// status into a specific error (e.g. a missing repository).
+    async fn pages(
+        &self,
+        mut url: Url,
+        kind: RequestKind,
+        repository: &str,
+        absent: impl Fn(StatusCode) -> Option<Error>,
+    ) -> Result<Vec<bytes::Bytes>, Error> {
         url.query_pairs_mut()
             .append_pair("n", &PAGE_SIZE.to_string());
-        let mut tags = Vec::new();
         let mut seen = HashSet::new();
+        let mut bodies = Vec::new();
         for _ in 0..MAX_PAGES {
             if !seen.insert(url.clone()) {
                 return Err(Error::protocol(
                     &self.inner.api_host,
-                    format!(
-                        "tag list pagination loops at {}",
-                        crate::error::redact(&url)
-                    ),
+                    format!("pagination loops at {}", crate::error::redact(&url)),
                 ));
             }
-            let request = Request::new(
-                Method::GET,
-                url.clone(),
-                RequestKind::TagList,
-                &self.path(repository),
-                Access::Pull,
-            );
+            let request = Request::new(Method::GET, url.clone(), kind, repository, Access::Pull);
             let response = self.send(request).await?;
-            match response.status() {
-                StatusCode::OK => {}
-                StatusCode::NOT_FOUND => {
-                    return Err(ErrorKind::ManifestNotFound {
-                        location: self.display_name(repository),
-                        reference: "(tag list: repository not found)".to_owned(),
-                    }
-                    .into());
+            if response.status() != StatusCode::OK {
+                if let Some(err) = absent(response.status()) {
+                    return Err(err);
                 }
-                _ => return Err(self.unexpected(&Method::GET, response).await),
+                return Err(self.unexpected(&Method::GET, response).await);
             }
             let next = next_link(
                 response.url(),
@@ -67,21 +115,20 @@ impl Client {
                     .iter()
                     .filter_map(|v| v.to_str().ok()),
             );
-            let page: TagList = response.json().await.map_err(|e| {
-                Error::protocol(
-                    &self.inner.api_host,
-                    format!("tag list of '{repository}' is not JSON: {e}"),
-                )
-            })?;
-            tags.extend(page.tags.unwrap_or_default());
+            bodies.push(
+                response
+                    .bytes()
+                    .await
+                    .map_err(|e| Error::transport(&self.inner.api_host, e))?,
+            );
             match next {
                 Some(n) => url = n,
-                None => return Ok(tags),
+                None => return Ok(bodies),
             }
         }
         Err(Error::protocol(
             &self.inner.api_host,
-            format!("tag list of '{repository}' has more than {MAX_PAGES} pages"),
+            format!("a listing has more than {MAX_PAGES} pages"),
         ))
     }
 }

@@ -1,0 +1,386 @@
+//! Getting blobs to targets: one writer per (target repository, digest), one upload per
+//! (target registry, digest) with the other repositories mounting it, and one source `GET` per
+//! job teed to every target that needs the bytes.
+//!
+//! Locks are taken per target in one global order (site, repository) and transfer permits
+//! only after all locks are held, so a task that waits for a lock never holds a permit and two
+//! jobs with overlapping targets cannot wait on each other.
+
+use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::StreamExt as _;
+use tokio::sync::{OwnedMutexGuard, Semaphore};
+
+use ocync_core::{Descriptor, Digest};
+
+use crate::error::Error;
+use crate::repository::Repository;
+use crate::stream::BlobStream;
+use crate::upload::{Mount, UploadSession};
+
+use super::cache::Cache;
+
+/// Chunks buffered per target when one source stream feeds several uploads: the slowest target
+/// sets the pace, memory stays at a few chunks per target.
+const TEE_DEPTH: usize = 8;
+
+/// Per-key async locks holding a "done" flag.
+#[derive(Debug)]
+pub(crate) struct KeyedLocks<K> {
+    slots: Mutex<HashMap<K, Arc<tokio::sync::Mutex<bool>>>>,
+}
+
+impl<K> Default for KeyedLocks<K> {
+    fn default() -> Self {
+        KeyedLocks {
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone> KeyedLocks<K> {
+    pub(crate) async fn lock(&self, key: &K) -> OwnedMutexGuard<bool> {
+        let slot = self
+            .slots
+            .lock()
+            .expect("keyed locks")
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        slot.lock_owned().await
+    }
+}
+
+/// Counters of one image at one target.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    pub(crate) bytes_uploaded: AtomicU64,
+    pub(crate) blobs_uploaded: AtomicU64,
+    pub(crate) blobs_mounted: AtomicU64,
+    pub(crate) blobs_skipped: AtomicU64,
+    pub(crate) manifests_pushed: AtomicU64,
+    pub(crate) referrers_copied: AtomicU64,
+}
+
+impl Tally {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// A target repository as the blob machinery sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct Place {
+    /// The target registry endpoint (one per layout directory for layouts: no mounts there).
+    pub(crate) site: String,
+    /// The repository path within the site.
+    pub(crate) name: String,
+    /// The repository.
+    pub(crate) repository: Repository,
+}
+
+impl Place {
+    pub(crate) fn new(repository: Repository) -> Place {
+        let (site, name) = match &repository {
+            Repository::Registry { client, name } => (client.site_key(), client.path(name)),
+            Repository::Layout(l) => (format!("oci:{}", l.path().display()), String::new()),
+        };
+        Place {
+            site,
+            name,
+            repository,
+        }
+    }
+}
+
+/// Blob state of a run.
+#[derive(Debug)]
+pub(crate) struct Blobs {
+    cache: Arc<Cache>,
+    repositories: KeyedLocks<(String, String, Digest)>,
+    sites: KeyedLocks<(String, Digest)>,
+    transfers: Semaphore,
+}
+
+struct Slot<'a> {
+    place: &'a Place,
+    tally: &'a Tally,
+    guard: OwnedMutexGuard<bool>,
+    _site: Option<OwnedMutexGuard<bool>>,
+    session: Option<UploadSession>,
+}
+
+impl Blobs {
+    pub(crate) fn new(cache: Arc<Cache>, transfers: usize) -> Blobs {
+        Blobs {
+            cache,
+            repositories: KeyedLocks::default(),
+            sites: KeyedLocks::default(),
+            transfers: Semaphore::new(transfers.max(1)),
+        }
+    }
+
+    /// Forget that `place` holds `digest` (a registry refused a manifest for it).
+    pub(crate) async fn forget(&self, place: &Place, digest: &Digest) {
+        self.cache.remove_blob(&place.site, digest, &place.name);
+        let mut guard = self
+            .repositories
+            .lock(&(place.site.clone(), place.name.clone(), digest.clone()))
+            .await;
+        *guard = false;
+    }
+
+    /// Make `descriptor` present at every place, reading it from `source` at most once.
+    /// `tallies[i]` counts what happened at `places[i]`.
+    pub(crate) async fn ensure(
+        &self,
+        source: &Repository,
+        descriptor: &Descriptor,
+        places: &[Place],
+        tallies: &[&Tally],
+    ) -> Result<(), Error> {
+        let digest = &descriptor.digest;
+        let mut order: Vec<usize> = (0..places.len()).collect();
+        order.sort_by(|&a, &b| {
+            (&places[a].site, &places[a].name).cmp(&(&places[b].site, &places[b].name))
+        });
+        // A source on the same registry as a target is a mount candidate too.
+        let source_place = Place::new(source.clone());
+        let mut slots = Vec::new();
+        for i in order {
+            let from_source = (source_place.site == places[i].site
+                && matches!(source, Repository::Registry { .. }))
+            .then_some(source_place.name.as_str());
+            if let Some(slot) = self
+                .prepare(&places[i], tallies[i], digest, from_source)
+                .await?
+            {
+                slots.push(slot);
+            }
+        }
+        if slots.is_empty() {
+            return Ok(());
+        }
+        let _permit = self
+            .transfers
+            .acquire()
+            .await
+            .expect("semaphore is never closed");
+        let stream = source.blob(descriptor).await?;
+        let results = if slots.len() == 1 {
+            let slot = &mut slots[0];
+            vec![
+                slot.place
+                    .repository
+                    .push_blob(descriptor, stream, slot.session.take())
+                    .await,
+            ]
+        } else {
+            tee(stream, descriptor, &mut slots, &source.display_name()).await
+        };
+        let mut first_error = None;
+        for (mut slot, result) in slots.into_iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    *slot.guard = true;
+                    self.cache
+                        .add_blob(&slot.place.site, digest, &slot.place.name);
+                    Tally::add(&slot.tally.blobs_uploaded, 1);
+                    Tally::add(&slot.tally.bytes_uploaded, descriptor.size);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Settle one place: `None` when the blob is there (known, found or mounted), else a slot
+    /// holding the locks (and maybe an open session) for the upload.
+    async fn prepare<'a>(
+        &self,
+        place: &'a Place,
+        tally: &'a Tally,
+        digest: &Digest,
+        from_source: Option<&str>,
+    ) -> Result<Option<Slot<'a>>, Error> {
+        let mut guard = self
+            .repositories
+            .lock(&(place.site.clone(), place.name.clone(), digest.clone()))
+            .await;
+        if *guard {
+            Tally::add(&tally.blobs_skipped, 1);
+            return Ok(None);
+        }
+        let homes = self.cache.blob_repositories(&place.site, digest);
+        if homes.contains(&place.name) {
+            // Known from this run or an earlier one; a refused manifest push will correct it.
+            *guard = true;
+            Tally::add(&tally.blobs_skipped, 1);
+            return Ok(None);
+        }
+        let mut tried = BTreeSet::new();
+        let mut session = None;
+        let mut site_guard = None;
+        loop {
+            if let Repository::Registry { client, name } = &place.repository {
+                let candidates = from_source
+                    .map(str::to_owned)
+                    .into_iter()
+                    .chain(self.cache.blob_repositories(&place.site, digest));
+                for home in candidates {
+                    if home == place.name || !tried.insert(home.clone()) {
+                        continue;
+                    }
+                    let from = home
+                        .strip_prefix(&client.path(""))
+                        .unwrap_or(&home)
+                        .to_owned();
+                    match client.mount_blob(name, digest, &from).await? {
+                        Mount::Mounted => {
+                            *guard = true;
+                            self.cache.add_blob(&place.site, digest, &place.name);
+                            Tally::add(&tally.blobs_mounted, 1);
+                            return Ok(None);
+                        }
+                        Mount::Session(s) => {
+                            // The home no longer has it (or mounting is off): stop believing it.
+                            self.cache.remove_blob(&place.site, digest, &home);
+                            session = Some(s);
+                            break;
+                        }
+                    }
+                }
+            }
+            if site_guard.is_some() {
+                break;
+            }
+            // Become the site's one uploader of this digest, then look again: another
+            // repository may have finished uploading it while we waited.
+            site_guard = Some(self.sites.lock(&(place.site.clone(), digest.clone())).await);
+        }
+        if session.is_none() && place.repository.blob_exists(digest).await? {
+            *guard = true;
+            self.cache.add_blob(&place.site, digest, &place.name);
+            Tally::add(&tally.blobs_skipped, 1);
+            return Ok(None);
+        }
+        Ok(Some(Slot {
+            place,
+            tally,
+            guard,
+            _site: site_guard,
+            session,
+        }))
+    }
+}
+
+/// Feed one source stream to several uploads. Each upload gets its own bounded channel; an
+/// upload that fails stops receiving and the others continue. A source failure fails all.
+async fn tee(
+    source: BlobStream,
+    descriptor: &Descriptor,
+    slots: &mut [Slot<'_>],
+    origin: &str,
+) -> Vec<Result<(), Error>> {
+    let mut senders = Vec::new();
+    let mut uploads = Vec::new();
+    for slot in slots.iter_mut() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Error>>(TEE_DEPTH);
+        senders.push(Some(tx));
+        let stream = BlobStream::new(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        }));
+        let session = slot.session.take();
+        let repository = slot.place.repository.clone();
+        uploads.push(async move { repository.push_blob(descriptor, stream, session).await });
+    }
+    let pump = async move {
+        let mut source = source;
+        while let Some(item) = source.next().await {
+            match item {
+                Ok(chunk) => {
+                    for sender in senders.iter_mut() {
+                        if let Some(tx) = sender
+                            && tx.send(Ok(chunk.clone())).await.is_err()
+                        {
+                            *sender = None;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    for tx in senders.iter().flatten() {
+                        let _ = tx
+                            .send(Err(Error::protocol(
+                                origin,
+                                format!("source stream failed: {message}"),
+                            )))
+                            .await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    };
+    let (pumped, results) = futures::join!(pump, futures::future::join_all(uploads));
+    match pumped {
+        Ok(()) => results,
+        // The source's own error explains every target's failure best.
+        Err(e) => {
+            let message = e.to_string();
+            let mut out = vec![Err(e)];
+            out.extend((1..results.len()).map(|_| Err(Error::protocol(origin, message.clone()))));
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// One writer per key: concurrent holders of a key run one after another and see the
+    /// flag the previous one set.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keyed_locks_serialise_one_key_and_keep_its_flag() {
+        let locks = Arc::new(KeyedLocks::<u32>::default());
+        let inside = Arc::new(AtomicUsize::new(0));
+        let work = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (locks, inside, work) = (locks.clone(), inside.clone(), work.clone());
+                tokio::spawn(async move {
+                    let mut done = locks.lock(&7).await;
+                    assert_eq!(
+                        inside.fetch_add(1, Ordering::SeqCst),
+                        0,
+                        "two holders at once"
+                    );
+                    if !*done {
+                        work.fetch_add(1, Ordering::SeqCst);
+                        tokio::task::yield_now().await;
+                        *done = true;
+                    }
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(work.load(Ordering::SeqCst), 1);
+        assert!(!*locks.lock(&8).await, "other keys are independent");
+    }
+}
