@@ -29,6 +29,9 @@ impl From<Code> for ExitCode {
 /// The exit code an error maps to.
 pub(crate) fn classify(err: &anyhow::Error) -> Code {
     for cause in err.chain() {
+        if cause.is::<crate::config::ConfigError>() {
+            return Code::Input;
+        }
         if let Some(e) = cause.downcast_ref::<ocync_transport::Error>() {
             if e.is_unauthorized() {
                 return Code::Auth;
