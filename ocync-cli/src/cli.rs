@@ -10,7 +10,8 @@ Exit codes:
   1  partial failure: some images failed, the others were copied
   2  failure: nothing was copied (registry, network or data error)
   3  invalid input: arguments, references or configuration
-  4  authentication or authorization failure";
+  4  authentication or authorization failure
+  5  interrupted: a signal stopped the run; unfinished work is listed";
 
 /// Copy and keep in sync OCI images and artifacts between registries and OCI layouts.
 #[derive(Debug, Parser)]
@@ -51,6 +52,97 @@ pub(crate) enum Command {
     /// Copy one image (with all platforms and its referrers) from SOURCE to TARGET.
     #[command(after_help = COPY_HELP)]
     Copy(CopyArgs),
+    /// Sync every mapping of a configuration file.
+    #[command(after_help = SYNC_HELP)]
+    Sync(SyncArgs),
+    /// Check a configuration file without contacting any registry.
+    #[command(after_help = "Example:\n  ocync validate ocync.yaml")]
+    Validate(ValidateArgs),
+    /// Print a configuration file with ${VAR} references expanded (secrets redacted).
+    #[command(after_help = "Example:\n  ocync expand ocync.yaml")]
+    Expand(ExpandArgs),
+    /// List a repository's tags, and which of them a filter selects.
+    #[command(after_help = TAGS_HELP)]
+    Tags(TagsArgs),
+}
+
+const SYNC_HELP: &str = "\
+Examples:
+  ocync sync --config ocync.yaml
+  ocync sync --config ocync.yaml --dry-run      # what would be copied, no writes
+  ocync sync --config ocync.yaml --json > report.json";
+
+const TAGS_HELP: &str = "\
+Examples:
+  ocync tags docker.io/library/nginx --semver '>=1.26' --sort semver --latest 5
+  ocync tags ghcr.io/owner/app --glob 'v*' --exclude '*-rc*'";
+
+/// Arguments of `ocync sync`.
+#[derive(Debug, Args)]
+pub(crate) struct SyncArgs {
+    /// The configuration file.
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) config: PathBuf,
+    /// Print the plan (what would be copied, what is already there) and write nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Write a JSON report to stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Arguments of `ocync validate`.
+#[derive(Debug, Args)]
+pub(crate) struct ValidateArgs {
+    /// The configuration file.
+    pub(crate) config: PathBuf,
+}
+
+/// Arguments of `ocync expand`.
+#[derive(Debug, Args)]
+pub(crate) struct ExpandArgs {
+    /// The configuration file.
+    pub(crate) config: PathBuf,
+    /// Print secrets instead of [REDACTED].
+    #[arg(long)]
+    pub(crate) show_secrets: bool,
+}
+
+/// Arguments of `ocync tags`.
+#[derive(Debug, Args)]
+pub(crate) struct TagsArgs {
+    /// The repository (host/repository), without a tag.
+    pub(crate) repository: String,
+    /// Registry settings and credentials from this configuration file.
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Keep tags matching one of these globs.
+    #[arg(long)]
+    pub(crate) glob: Vec<String>,
+    /// Always keep these tags (literals) or rescue these globs.
+    #[arg(long)]
+    pub(crate) include: Vec<String>,
+    /// Keep tags in this version range (e.g. '>=1.2, <2').
+    #[arg(long)]
+    pub(crate) semver: Option<String>,
+    /// Drop tags matching these globs.
+    #[arg(long)]
+    pub(crate) exclude: Vec<String>,
+    /// Order the selection.
+    #[arg(long, value_enum)]
+    pub(crate) sort: Option<SortArg>,
+    /// Keep the first N after sorting.
+    #[arg(long, requires = "sort")]
+    pub(crate) latest: Option<usize>,
+}
+
+/// Tag orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SortArg {
+    /// Newest version first.
+    Semver,
+    /// Reverse byte order.
+    Alpha,
 }
 
 const COPY_HELP: &str = "\

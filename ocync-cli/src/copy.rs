@@ -59,7 +59,11 @@ pub(crate) async fn run(args: CopyArgs) -> anyhow::Result<Code> {
             println!("{json}");
         }
     } else {
-        let verb = if report.status == ocync_transport::Status::Skipped { "already up to date" } else { "copied" };
+        let verb = if report.status == ocync_transport::Status::Skipped {
+            "already up to date"
+        } else {
+            "copied"
+        };
         tracing::info!(
             "{verb}: {} -> {}: {} manifests pushed; {} blobs uploaded ({} bytes), {} mounted, {} present; {} referrers",
             report.source,

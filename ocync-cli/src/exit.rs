@@ -10,7 +10,6 @@ pub(crate) enum Code {
     /// Everything worked.
     Ok = 0,
     /// Some work failed, the rest was done.
-    #[allow(dead_code, reason = "used by sync, which reports per image")]
     Partial = 1,
     /// Nothing was done.
     Failure = 2,
@@ -18,6 +17,8 @@ pub(crate) enum Code {
     Input = 3,
     /// Credentials were missing, wrong or not allowed.
     Auth = 4,
+    /// A signal stopped the run before all work was done.
+    Interrupted = 5,
 }
 
 impl From<Code> for ExitCode {

@@ -4,9 +4,16 @@
 //! library call, prints data (stdout) and maps errors to documented exit codes.
 
 mod cli;
+mod config;
 mod copy;
+mod endpoints;
 mod exit;
+mod expand;
 mod logging;
+mod signals;
+mod sync;
+mod tags;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -40,6 +47,10 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             cli::Command::Copy(args) => copy::run(args).await,
+            cli::Command::Sync(args) => sync::run(args).await,
+            cli::Command::Validate(args) => validate::run(&args),
+            cli::Command::Expand(args) => expand::run(&args),
+            cli::Command::Tags(args) => tags::run(args).await,
         }
     });
     match result {

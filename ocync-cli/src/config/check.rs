@@ -265,13 +265,15 @@ impl Checker<'_> {
                 path: url_path,
                 ..
             }) => {
+                // A path places every repository under it (the ACR emulator's
+                // `localhost:<port>/<registry>` login server); it must be a repository path.
                 path.clone_from(url_path);
-                if let Some(url_path) = url_path {
-                    self.warn(
+                if let Some(url_path) = url_path
+                    && let Err(e) = ocync_core::validate_repository(url_path)
+                {
+                    self.error(
                         format!("{p}.url"),
-                        format!(
-                            "the path '/{url_path}' is ignored: repositories are named by each mapping's `from` and `to`"
-                        ),
+                        format!("the path '/{url_path}' is not a repository path: {e}"),
                     );
                 }
                 scheme = *url_scheme;

@@ -167,9 +167,8 @@ pub(crate) enum Endpoint {
         host: String,
         /// `http://` or `insecure: true` → `Http`; `https://` → `Https`; no scheme → `Auto`.
         scheme: Scheme,
-        /// The path after the host in `url`, if any (ignored for repository names, as by the
-        /// original; a warning says so).
-        #[allow(dead_code, reason = "kept for messages; repositories ignore it")]
+        /// The path after the host in `url`, if any: every repository of the registry lives
+        /// under it (`localhost:5000/myregistry`).
         path: Option<String>,
     },
     /// `oci:<directory>`: a directory holding one OCI layout per repository
