@@ -1140,6 +1140,13 @@ impl Job<'_> {
         tallies: &'s [&'s Tally],
     ) -> BoxFuture<'s, Result<bool, Error>> {
         Box::pin(async move {
+            // A source without the referrers API keeps them under a fallback tag: when the tag
+            // list (already fetched) lacks it, there are none, and no request is needed.
+            if self.source.keeps_referrers() == Some(false)
+                && self.repo_tags.is_some_and(|tags| !tags.contains(&subject.digest.referrers_tag()))
+            {
+                return Ok(false);
+            }
             let found = self
                 .shared
                 .source_referrers(self.source, &subject.digest)
