@@ -494,6 +494,11 @@ impl RequestKind {
     }
 }
 
+tokio::task_local! {
+    /// Requests made by the current engine job (any registry), when the job counts them.
+    pub(crate) static JOB_REQUESTS: Arc<AtomicU64>;
+}
+
 /// Request and byte counters of one client.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
@@ -509,6 +514,7 @@ impl Stats {
             .position(|k| *k == kind)
             .unwrap_or(0);
         self.requests[i].fetch_add(1, Ordering::Relaxed);
+        let _ = JOB_REQUESTS.try_with(|n| n.fetch_add(1, Ordering::Relaxed));
     }
 }
 

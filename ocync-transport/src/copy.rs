@@ -113,7 +113,7 @@ pub async fn copy_image(
         tag.map(|t| format!(":{t}")).unwrap_or_default()
     );
     let mut lanes = [Lane::new(label, String::new(), target.clone())];
-    let digest = job.run(reference, tag, &mut lanes).await?;
+    let written = job.run(reference, tag, &mut lanes).await?;
     if let Some(e) = lanes[0].failure() {
         return Err(e.clone());
     }
@@ -121,8 +121,9 @@ pub async fn copy_image(
         0,
         &format!("{}:{reference}", source.display_name()),
         started,
-        Some(&digest),
+        Some(&written),
     );
+    let digest = written.target;
     Ok(CopyReport {
         source: image.source,
         target: image.target,

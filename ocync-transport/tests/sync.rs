@@ -600,3 +600,108 @@ async fn tag_filter_selects_what_is_copied() {
         "rc excluded by default, dev outside the range, referrers tags not tags"
     );
 }
+
+/// A signature added to an image that did not change is copied by the next (warm) run.
+#[tokio::test]
+async fn new_referrer_on_an_unchanged_image_is_copied_by_a_warm_run() {
+    let source = TestRegistry::plain().await;
+    let target = TestRegistry::plain().await;
+    let registries = registries_for(&[&source, &target]);
+    let full = Fixture::multi_arch_with_referrers(12);
+    let bare = Fixture {
+        referrers: Vec::new(),
+        ..full.clone()
+    };
+    seed(&registries, &source, "app", "v1", &bare).await;
+    let cache = tempfile::tempdir().unwrap();
+    let options = SyncOptions::default().cache(cache.path().join("state.json"));
+    let plan = || SyncPlan {
+        mappings: vec![mapping(&registries, &source, "app", &[(&target, "app")])],
+    };
+    let first = sync(plan(), options.clone()).await;
+    assert_all(&first, Status::Synced);
+    assert_eq!(first.images[0].referrers_copied, 0);
+    assert_eq!(
+        first.images[0].source_digest.as_ref(),
+        Some(full.top.digest())
+    );
+    assert!(
+        first.images[0].requests > 0,
+        "the job's requests are counted"
+    );
+
+    // Signatures, an SBOM and a countersignature arrive for the same image.
+    seed(&registries, &source, "app", "v1", &full).await;
+    let second = sync(plan(), options.clone()).await;
+    assert_eq!(
+        second.images[0].status,
+        Status::Synced,
+        "{:?}",
+        second.images[0]
+    );
+    assert_eq!(second.images[0].reason.as_deref(), Some("referrers"));
+    let client = registries.client(&target.host()).unwrap();
+    for referrer in &full.referrers {
+        assert!(
+            client
+                .manifest_head("app", &referrer.digest().to_string())
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    // And the run after that is quiet again.
+    let third = sync(plan(), options).await;
+    assert_all(&third, Status::Skipped);
+}
+
+/// The cache says repository `a` holds a layer, so `b` mounts it from there; `a` lost it, the
+/// mount opens a session instead (202), and the layer is uploaded into it in the same run.
+#[tokio::test]
+async fn a_mount_source_that_lost_the_blob_falls_back_to_upload() {
+    let source = TestRegistry::plain().await;
+    let target = TestRegistry::plain().await;
+    let registries = registries_for(&[&source, &target]);
+    let layer = Blob::random(5, 30_000, MediaType::OciLayerGzip);
+    let a = ImageFixture::from_layers(1, "linux/amd64", vec![layer.clone()]);
+    let b = ImageFixture::from_layers(2, "linux/amd64", vec![layer.clone()]);
+    seed(&registries, &source, "a", "v1", &Fixture::single(a)).await;
+    seed(&registries, &source, "b", "v1", &Fixture::single(b)).await;
+    let cache = tempfile::tempdir().unwrap();
+    let options = SyncOptions::default().cache(cache.path().join("state.json"));
+    let only = |repo: &str| SyncPlan {
+        mappings: vec![mapping(&registries, &source, repo, &[(&target, repo)])],
+    };
+    assert_all(&sync(only("a"), options.clone()).await, Status::Synced);
+    let deleted = target
+        .client()
+        .delete(format!("{}/v2/a/blobs/{}", target.url(), layer.digest()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 202);
+    target.clear_requests();
+    let report = sync(only("b"), options).await;
+    assert_all(&report, Status::Synced);
+    let lines = target.requests();
+    let failed_mount = lines.iter().any(|r| {
+        r.method == "POST"
+            && r.query.as_deref().is_some_and(|q| q.contains("from=a"))
+            && r.status == 202
+    });
+    assert!(failed_mount, "the cached home was tried: {lines:?}");
+    assert_eq!(
+        uploads(&lines).get(&layer.digest().to_string()),
+        Some(&1),
+        "uploaded into the session"
+    );
+    assert!(
+        registries
+            .client(&target.host())
+            .unwrap()
+            .blob_exists("b", layer.digest())
+            .await
+            .unwrap()
+    );
+}

@@ -73,7 +73,8 @@ pub async fn sync(plan: SyncPlan, options: SyncOptions) -> SyncReport {
                 Some(job) if shared.stopping.load(Ordering::SeqCst) => shared.interrupted(&job),
                 Some(job) => {
                     let id = shared.track(&job);
-                    jobs.spawn(run_job(shared.clone(), job, id));
+                    let requests = Arc::new(AtomicU64::new(0));
+                    jobs.spawn(crate::client::JOB_REQUESTS.scope(requests.clone(), run_job(shared.clone(), job, id, requests)));
                 }
                 None => receiving = false,
             },
@@ -533,7 +534,7 @@ impl Lane {
         mapping: usize,
         source: &str,
         started: Instant,
-        digest: Option<&Digest>,
+        written: Option<&Written>,
     ) -> ImageReport {
         let t = &self.tally;
         let (status, reason) = match (&self.failure, &self.outcome) {
@@ -544,7 +545,8 @@ impl Lane {
         let mut report = blank_report(mapping, source.to_owned(), self.label.clone());
         report.status = status;
         report.reason = reason;
-        report.digest = digest.cloned();
+        report.source_digest = written.map(|w| w.source.clone());
+        report.digest = written.map(|w| w.target.clone());
         report.bytes_uploaded = Tally::get(&t.bytes_uploaded);
         report.blobs_uploaded = Tally::get(&t.blobs_uploaded);
         report.blobs_mounted = Tally::get(&t.blobs_mounted);
@@ -559,7 +561,7 @@ impl Lane {
     }
 }
 
-async fn run_job(shared: Arc<Shared>, job: TagJob, id: u64) {
+async fn run_job(shared: Arc<Shared>, job: TagJob, id: u64, requests: Arc<AtomicU64>) {
     let permit = shared
         .images
         .acquire()
@@ -589,7 +591,7 @@ async fn run_job(shared: Arc<Shared>, job: TagJob, id: u64) {
             }),
         }
     }
-    let mut digest = None;
+    let mut written = None;
     match mapping.source.repository(&job.repository, false).await {
         Ok(source) => {
             let job_state = Job {
@@ -606,7 +608,7 @@ async fn run_job(shared: Arc<Shared>, job: TagJob, id: u64) {
                 .is_err()
                 .then_some(job.reference.as_str());
             match job_state.run(&job.reference, tag, &mut lanes).await {
-                Ok(d) => digest = Some(d),
+                Ok(w) => written = Some(w),
                 Err(e) => {
                     for lane in lanes.iter_mut().filter(|l| l.open()) {
                         lane.failure = Some(e.clone());
@@ -621,13 +623,23 @@ async fn run_job(shared: Arc<Shared>, job: TagJob, id: u64) {
         }
     }
     for lane in &lanes {
-        shared.record(lane.report(job.mapping, &source_label, started, digest.as_ref()));
+        let mut report = lane.report(job.mapping, &source_label, started, written.as_ref());
+        report.requests = requests.load(Ordering::Relaxed);
+        shared.record(report);
     }
     drop(permit);
     shared.untrack(id);
     if let Some(done) = &job.done {
         done.finish();
     }
+}
+
+/// The digests of a job: what the source tag points at, and what was written (they differ when
+/// platforms were filtered).
+#[derive(Debug, Clone)]
+pub(crate) struct Written {
+    pub(crate) source: Digest,
+    pub(crate) target: Digest,
 }
 
 /// One source image and what to do with it.
@@ -650,7 +662,7 @@ impl Job<'_> {
         reference: &str,
         tag: Option<&str>,
         lanes: &mut [Lane],
-    ) -> Result<Digest, Error> {
+    ) -> Result<Written, Error> {
         let shared = self.shared;
         let by_tag = reference.parse::<Digest>().is_err() && tag == Some(reference);
         let cache_key = format!(
@@ -691,7 +703,10 @@ impl Job<'_> {
             if !shared.dry_run && self.referrers.enabled && entry.pushed == source_digest {
                 self.recheck_referrers(&source_digest, lanes).await;
             }
-            return Ok(entry.pushed);
+            return Ok(Written {
+                source: source_digest,
+                target: entry.pushed,
+            });
         }
 
         let manifest = match fetched {
@@ -742,7 +757,10 @@ impl Job<'_> {
                     Err(e) => lane.failure = Some(e),
                 }
             }
-            return Ok(effective.digest().clone());
+            return Ok(Written {
+                source: source_digest,
+                target: effective.digest().clone(),
+            });
         }
 
         if !todo.is_empty() {
@@ -762,7 +780,7 @@ impl Job<'_> {
             shared.cache.set_tag(
                 cache_key,
                 TagEntry {
-                    source: source_digest,
+                    source: source_digest.clone(),
                     pushed: effective.digest().clone(),
                     targets: lanes
                         .iter()
@@ -771,7 +789,10 @@ impl Job<'_> {
                 },
             );
         }
-        Ok(effective.digest().clone())
+        Ok(Written {
+            source: source_digest,
+            target: effective.digest().clone(),
+        })
     }
 
     /// Whether every lane's tag still points at what the cache says was pushed there.
@@ -1143,7 +1164,9 @@ impl Job<'_> {
             // A source without the referrers API keeps them under a fallback tag: when the tag
             // list (already fetched) lacks it, there are none, and no request is needed.
             if self.source.keeps_referrers() == Some(false)
-                && self.repo_tags.is_some_and(|tags| !tags.contains(&subject.digest.referrers_tag()))
+                && self
+                    .repo_tags
+                    .is_some_and(|tags| !tags.contains(&subject.digest.referrers_tag()))
             {
                 return Ok(false);
             }
@@ -1296,6 +1319,7 @@ fn blank_report(mapping: usize, source: String, target: String) -> ImageReport {
         target,
         status: Status::Failed,
         reason: None,
+        source_digest: None,
         digest: None,
         bytes_uploaded: 0,
         blobs_uploaded: 0,
@@ -1304,6 +1328,7 @@ fn blank_report(mapping: usize, source: String, target: String) -> ImageReport {
         manifests_pushed: 0,
         referrers_copied: 0,
         bytes_planned: None,
+        requests: 0,
         duration_ms: 0,
         error: None,
         auth_failure: false,

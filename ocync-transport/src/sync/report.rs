@@ -39,6 +39,9 @@ pub struct ImageReport {
     /// Why it was skipped or planned (`unchanged`, `digest_match`, `immutable_tag`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The digest the source tag points at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_digest: Option<Digest>,
     /// The digest written (the source's, or the platform-filtered index's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<Digest>,
@@ -57,6 +60,9 @@ pub struct ImageReport {
     /// Bytes a dry run would upload at most (blobs the target lacks).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_planned: Option<u64>,
+    /// Requests the job made for this tag, all its targets together (the source's and the
+    /// targets'; token requests included).
+    pub requests: u64,
     /// Milliseconds spent.
     pub duration_ms: u64,
     /// The error, for failed images.
