@@ -323,3 +323,69 @@ async fn sigterm_drains_reports_and_the_next_run_completes() {
         "{statuses:?}"
     );
 }
+
+#[tokio::test]
+async fn tags_previews_a_filter() {
+    let source = TestRegistry::plain().await;
+    let fixture = Fixture::multi_arch_with_referrers(4);
+    for tag in ["1.0.0", "1.1.0", "2.0.0-rc1", "latest"] {
+        seed(&source, "app", tag, &fixture).await;
+    }
+    let repo = format!("{}/app", source.host());
+    let mut cmd = ocync();
+    cmd.args(["tags", &repo, "--semver", ">=1.1", "--sort", "semver"]);
+    let (code, out, err) = run(cmd).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["1.1.0"], "{err}");
+    let mut cmd = ocync();
+    cmd.args(["tags", &repo]);
+    let (code, out, err) = run(cmd).await;
+    assert_eq!(code, 0, "{err}");
+    let mut tags: Vec<&str> = out.lines().collect();
+    tags.sort();
+    assert_eq!(
+        tags,
+        ["1.0.0", "1.1.0", "latest"],
+        "pre-releases and sha256-<hex> referrers tags are not listed: {err}"
+    );
+    assert!(err.contains("3 of"), "{err}");
+}
+
+#[tokio::test]
+async fn dry_run_prints_the_plan_and_writes_nothing() {
+    let source = TestRegistry::plain().await;
+    let target = TestRegistry::plain().await;
+    seed(
+        &source,
+        "app",
+        "v1",
+        &Fixture::single(ImageFixture::image(3, "linux/amd64", &[10_000])),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &config(&source.host(), &target.host(), "  - from: app\n", ""),
+    );
+    target.clear_requests();
+    let mut cmd = ocync();
+    cmd.args(["sync", "--dry-run", "--config"]).arg(&path);
+    let (code, out, err) = run(cmd).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("copy") && out.contains("app:v1") && out.contains("to upload"),
+        "{out}"
+    );
+    assert!(
+        target
+            .requests()
+            .iter()
+            .all(|r| r.method == "GET" || r.method == "HEAD"),
+        "{:?}",
+        target.requests()
+    );
+    assert!(
+        !dir.path().join("cache/state.json").exists(),
+        "a dry run leaves no cache"
+    );
+}
