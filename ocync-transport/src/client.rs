@@ -15,7 +15,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
-use tokio::sync::OnceCell;
 use url::Url;
 
 use ocync_auth::{
@@ -252,6 +251,14 @@ impl ClientBuilder {
                 "cannot build an HTTPS client ({e}); install CA certificates or set SSL_CERT_FILE"
             ))
         })?;
+        let undecided = self.scheme == Scheme::Auto && is_loopback(&api_host);
+        let scheme = if self.scheme == Scheme::Http {
+            "http"
+        } else {
+            "https"
+        };
+        let base = Url::parse(&format!("{scheme}://{api_host}/"))
+            .map_err(|e| settings_error(format!("'{api_host}' is not a valid host[:port]: {e}")))?;
         Ok(Client {
             inner: Arc::new(Inner {
                 registry,
@@ -259,7 +266,8 @@ impl ClientBuilder {
                 prefix,
                 scheme: self.scheme,
                 http,
-                base: OnceCell::new(),
+                base: std::sync::RwLock::new(base),
+                undecided: std::sync::atomic::AtomicBool::new(undecided),
                 credentials: self
                     .credentials
                     .unwrap_or_else(|| Arc::new(AnonymousProvider)),
@@ -294,7 +302,10 @@ pub(crate) struct Inner {
     prefix: Option<String>,
     scheme: Scheme,
     pub(crate) http: reqwest::Client,
-    base: OnceCell<Url>,
+    /// The registry's base URL (`https://host/` unless plain HTTP was configured or found).
+    base: std::sync::RwLock<Url>,
+    /// Auto scheme on a loopback host, before the first answer: plain HTTP is still possible.
+    undecided: std::sync::atomic::AtomicBool,
     credentials: Arc<dyn CredentialProvider>,
     auth: Mutex<AuthState>,
     tokens: TokenCache,
@@ -628,31 +639,29 @@ impl Client {
 
     /// The base URL, with the scheme settled. Loopback registries in [`Scheme::Auto`] are
     /// probed once: a server that answers a TLS ClientHello with plain HTTP is spoken to in HTTP.
-    pub(crate) async fn base(&self) -> Result<&Url, Error> {
-        self.inner
-            .base
-            .get_or_try_init(|| async {
-                let host = &self.inner.api_host;
-                let https = Url::parse(&format!("https://{host}/")).expect("validated in build");
-                let http = Url::parse(&format!("http://{host}/")).expect("validated in build");
-                match self.inner.scheme {
-                    Scheme::Http => Ok(http),
-                    Scheme::Https => Ok(https),
-                    Scheme::Auto if !is_loopback(host) => Ok(https),
-                    Scheme::Auto => {
-                        self.inner.stats.count(RequestKind::Ping);
-                        match self.inner.http.get(https.join("v2/").expect("static path")).send().await {
-                            Ok(_) => Ok(https),
-                            Err(e) if is_plaintext_server(&e) => {
-                                tracing::debug!(registry = %host, "loopback registry does not speak TLS, using plain http");
-                                Ok(http)
-                            }
-                            Err(e) => Err(Error::transport(host, e)),
-                        }
-                    }
-                }
-            })
-            .await
+    pub(crate) async fn base(&self) -> Result<Url, Error> {
+        Ok(self.inner.base.read().expect("base lock").clone())
+    }
+
+    /// A loopback registry in [`Scheme::Auto`] answered the first request's TLS handshake in
+    /// plain HTTP: switch the client to HTTP (once, as docker does) and say whether to retry.
+    fn fall_back_to_http(&self, url: &mut Url, error: &reqwest::Error) -> bool {
+        if url.scheme() != "https" || !is_plaintext_server(error) {
+            return false;
+        }
+        let mut base = self.inner.base.write().expect("base lock");
+        // The first request to find out switches the client; requests already in flight
+        // with https (concurrent first requests) follow the switch.
+        let switched = base.scheme() == "http";
+        if !switched && !self.inner.undecided.swap(false, Ordering::SeqCst) {
+            return false;
+        }
+        if !switched {
+            tracing::debug!(registry = %self.inner.api_host, "loopback registry does not speak TLS, using plain http");
+            let _ = base.set_scheme("http");
+        }
+        let _ = url.set_scheme("http");
+        true
     }
 
     /// Send a request, authenticating as the registry asks, retrying once after a 401.
@@ -704,10 +713,16 @@ impl Client {
             }
             self.inner.stats.count(request.kind);
             let response = match builder.send().await {
-                Ok(r) => r,
+                Ok(r) => {
+                    self.inner.undecided.store(false, Ordering::SeqCst);
+                    r
+                }
                 Err(e) => {
                     if let Some(source_error) = body_error.lock().expect("body error lock").take() {
                         return Err(source_error);
+                    }
+                    if same_host && self.fall_back_to_http(&mut url, &e) {
+                        continue;
                     }
                     return Err(Error::transport(&host_of(&url), e));
                 }

@@ -29,6 +29,12 @@ pub fn filter_index(
             .as_ref()
             .is_some_and(|p| filters.iter().any(|f| f.matches(p)))
     };
+    let kept_images: std::collections::HashSet<String> = index
+        .children()
+        .iter()
+        .filter(|d| selected(d))
+        .map(|d| d.digest.to_string())
+        .collect();
     let kept: Vec<usize> = index
         .children()
         .iter()
@@ -36,12 +42,8 @@ pub fn filter_index(
         .filter(|(_, d)| {
             selected(d)
                 || (d.annotation(REFERENCE_TYPE) == Some("attestation-manifest")
-                    && d.annotation(REFERENCE_DIGEST).is_some_and(|target| {
-                        index
-                            .children()
-                            .iter()
-                            .any(|c| c.digest.to_string() == target && selected(c))
-                    }))
+                    && d.annotation(REFERENCE_DIGEST)
+                        .is_some_and(|target| kept_images.contains(target)))
         })
         .map(|(i, _)| i)
         .collect();
