@@ -33,4 +33,6 @@ echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test" >&2
 cargo test --workspace --locked "${extra[@]}"
+echo "== cargo doc (libraries, warnings denied)" >&2
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked -p ocync-core -p ocync-auth -p ocync-transport
 echo "== all checks passed" >&2

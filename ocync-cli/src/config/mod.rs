@@ -5,7 +5,7 @@
 //! Loading runs in stages, each reporting every problem it finds with its position in the file
 //! as written (`<file>:<line>:<column>: <key path>: <message>`):
 //!
-//! 1. `${VAR}` expansion of the raw text ([`env`]); malformed references and `${VAR:?msg}`
+//! 1. `${VAR}` expansion of the raw text ([`env`](mod@env)); malformed references and `${VAR:?msg}`
 //!    failures stop here.
 //! 2. The YAML tree with positions ([`yaml`]) and a check of every key ([`schema`]): unknown,
 //!    misplaced, removed and duplicated keys, with suggestions.
