@@ -23,6 +23,7 @@ use ocync_auth::{
 };
 use ocync_core::{DOCKER_HUB, DOCKER_HUB_API_HOST};
 
+use crate::api::RegistryApi;
 use crate::error::{Error, ErrorKind, host_of, is_plaintext_server};
 use crate::stream::BlobStream;
 
@@ -69,6 +70,8 @@ pub struct ClientBuilder {
     upload: UploadMode,
     resolve: Vec<(String, std::net::SocketAddr)>,
     resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
+    api: Option<Arc<dyn RegistryApi>>,
+    create_repositories: bool,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -110,6 +113,8 @@ impl ClientBuilder {
             upload: UploadMode::default(),
             resolve: Vec::new(),
             resolver: None,
+            api: None,
+            create_repositories: false,
         }
     }
 
@@ -173,6 +178,19 @@ impl ClientBuilder {
     /// Resolve host names with this resolver instead of the system's.
     pub fn dns_resolver(mut self, resolver: Arc<dyn reqwest::dns::Resolve>) -> Self {
         self.resolver = Some(resolver);
+        self
+    }
+
+    /// Registry control-plane calls the engine may use (ECR's batch layer check).
+    pub fn api(mut self, api: Arc<dyn RegistryApi>) -> Self {
+        self.api = Some(api);
+        self
+    }
+
+    /// Create missing target repositories through the [`RegistryApi`] before pushing (off by
+    /// default: creating repositories is a permission a sync should not need).
+    pub fn create_repositories(mut self, create: bool) -> Self {
+        self.create_repositories = create;
         self
     }
 
@@ -266,6 +284,8 @@ impl ClientBuilder {
                 prefix,
                 scheme: self.scheme,
                 http,
+                api: self.api.clone(),
+                create_repositories: self.create_repositories,
                 base: std::sync::RwLock::new(base),
                 undecided: std::sync::atomic::AtomicBool::new(undecided),
                 credentials: self
@@ -302,6 +322,10 @@ pub(crate) struct Inner {
     prefix: Option<String>,
     scheme: Scheme,
     pub(crate) http: reqwest::Client,
+    /// Control-plane calls, when the registry has them.
+    pub(crate) api: Option<Arc<dyn RegistryApi>>,
+    /// Create missing repositories through `api` before pushing.
+    pub(crate) create_repositories: bool,
     /// The registry's base URL (`https://host/` unless plain HTTP was configured or found).
     base: std::sync::RwLock<Url>,
     /// Auto scheme on a loopback host, before the first answer: plain HTTP is still possible.

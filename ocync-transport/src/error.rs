@@ -203,6 +203,17 @@ pub enum ErrorKind {
         reason: String,
     },
 
+    /// A registry control-plane call ([`crate::RegistryApi`]) failed.
+    #[error("{operation} on {registry} failed: {reason}")]
+    Api {
+        /// The registry.
+        registry: String,
+        /// The call (`BatchCheckLayerAvailability`, `CreateRepository`).
+        operation: &'static str,
+        /// What went wrong and what to do.
+        reason: String,
+    },
+
     /// A tag filter (glob, version range, `latest` without `sort`) is invalid.
     #[error("invalid tag filter {field} '{input}': {reason}")]
     InvalidFilter {
@@ -298,6 +309,13 @@ impl Error {
             ErrorKind::Status { retry_after, .. } => *retry_after,
             _ => None,
         }
+    }
+
+    /// The registry refused to move a tag because the repository's tags are immutable (ECR's
+    /// `IMMUTABLE` tag setting): the tag already exists and stays as it is.
+    pub fn is_immutable_tag(&self) -> bool {
+        self.codes().iter().any(|c| c == "TAG_INVALID")
+            && matches!(&*self.kind, ErrorKind::Status { detail, .. } if detail.contains("immutable") || detail.contains("cannot be overwritten"))
     }
 
     /// The data was corrupt: a digest or size mismatch.

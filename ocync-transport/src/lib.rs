@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+mod api;
 mod blob;
 mod client;
 mod copy;
@@ -37,6 +38,7 @@ mod sync;
 mod tag;
 mod upload;
 
+pub use api::RegistryApi;
 pub use client::{Client, ClientBuilder, ClientStats, RequestKind, Scheme, UploadMode};
 pub use copy::{Copy, CopyOptions, CopyReport, copy, copy_image};
 pub use error::{Error, ErrorKind};

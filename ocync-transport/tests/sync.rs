@@ -705,3 +705,186 @@ async fn a_mount_source_that_lost_the_blob_falls_back_to_upload() {
             .unwrap()
     );
 }
+
+/// With a control-plane API, blobs it reports present get no HEAD and no upload, missing ones
+/// are checked and uploaded as usual, and repositories are created once each (opt-in).
+#[tokio::test]
+async fn registry_api_batch_check_replaces_heads_and_creates_repositories() {
+    let source = TestRegistry::plain().await;
+    let target = TestRegistry::plain().await;
+    let registries = registries_for(&[&source, &target]);
+    let shared = Blob::random(31, 25_000, MediaType::OciLayerGzip);
+    let v1 = ImageFixture::from_layers(1, "linux/amd64", vec![shared.clone()]);
+    let v2 = ImageFixture::from_layers(
+        2,
+        "linux/amd64",
+        vec![
+            shared.clone(),
+            Blob::random(32, 9_000, MediaType::OciLayerGzip),
+        ],
+    );
+    seed(
+        &registries,
+        &source,
+        "app",
+        "v1",
+        &Fixture::single(v1.clone()),
+    )
+    .await;
+    seed(&registries, &source, "app", "v2", &Fixture::single(v2)).await;
+    // The target already has v1 (so `shared` and v1's config are there).
+    seed(
+        &registries,
+        &target,
+        "app",
+        "v1",
+        &Fixture::single(v1.clone()),
+    )
+    .await;
+    let storage = target.storage_root().to_path_buf();
+    // The fake API answers from the registry's storage: a blob is present in `app` when the
+    // repository's layer link exists.
+    #[derive(Debug)]
+    struct StorageApi {
+        root: std::path::PathBuf,
+        batch_calls: std::sync::atomic::AtomicUsize,
+        created: std::sync::Mutex<Vec<String>>,
+    }
+    impl ocync_transport::RegistryApi for StorageApi {
+        fn name(&self) -> &'static str {
+            "storage"
+        }
+        fn blobs_present<'a>(
+            &'a self,
+            repository: &'a str,
+            digests: &'a [Digest],
+        ) -> ocync_auth::BoxFuture<
+            'a,
+            Result<std::collections::HashSet<Digest>, ocync_transport::Error>,
+        > {
+            Box::pin(async move {
+                self.batch_calls
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(digests
+                    .iter()
+                    .filter(|d| {
+                        self.root
+                            .join(format!("docker/registry/v2/repositories/{repository}/_layers/sha256/{}/link", d.encoded()))
+                            .exists()
+                    })
+                    .cloned()
+                    .collect())
+            })
+        }
+        fn create_repository<'a>(
+            &'a self,
+            repository: &'a str,
+        ) -> ocync_auth::BoxFuture<'a, Result<bool, ocync_transport::Error>> {
+            Box::pin(async move {
+                self.created.lock().unwrap().push(repository.to_owned());
+                Ok(true)
+            })
+        }
+    }
+    let api = Arc::new(StorageApi {
+        root: storage,
+        batch_calls: 0.into(),
+        created: Default::default(),
+    });
+    let client = ocync_transport::ClientBuilder::new(&target.host())
+        .api(api.clone())
+        .create_repositories(true)
+        .build()
+        .unwrap();
+    let m = Mapping::new(
+        Endpoint::Registry(registries.client(&source.host()).unwrap()),
+        "app",
+        vec![Target::new("dst", Endpoint::Registry(client), "app")],
+        all_tags(),
+    );
+    target.clear_requests();
+    let report = sync(SyncPlan { mappings: vec![m] }, SyncOptions::default()).await;
+    for image in &report.images {
+        assert!(
+            matches!(image.status, Status::Synced | Status::Skipped),
+            "{image:?}"
+        );
+    }
+    assert_eq!(
+        api.created.lock().unwrap().as_slice(),
+        ["app"],
+        "created once"
+    );
+    assert_eq!(
+        api.batch_calls.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "only v2 needed a push"
+    );
+    let heads: Vec<String> = target
+        .requests()
+        .iter()
+        .filter(|r| r.method == "HEAD" && r.path.contains("/blobs/"))
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(
+        !heads
+            .iter()
+            .any(|p| p.ends_with(&shared.digest().to_string())),
+        "no HEAD for a blob the API reported: {heads:?}"
+    );
+    assert_eq!(
+        heads.len(),
+        2,
+        "the two blobs the API did not know (new layer, v2 config): {heads:?}"
+    );
+    assert_eq!(uploads(&target.requests()).len(), 2);
+}
+
+/// ECR refuses to move a tag in a repository with immutable tags (400 TAG_INVALID): the image
+/// is reported as skipped, not failed.
+#[tokio::test]
+async fn immutable_tag_refusal_is_a_skip() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Fixture::single(ImageFixture::image(40, "linux/amd64", &[100]));
+    fixture.write_layout(&dir.path().join("app"), "v1").unwrap();
+    let ecr = MockServer::start().await;
+    Mock::given(method("HEAD"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&ecr)
+        .await;
+    Mock::given(method("HEAD"))
+        .and(path("/v2/app/manifests/v1"))
+        .respond_with(ResponseTemplate::new(404))
+        .with_priority(1)
+        .mount(&ecr)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path("/v2/app/manifests/v1"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({"errors": [{
+            "code": "TAG_INVALID",
+            "message": "The image tag 'v1' already exists in the 'app' repository and cannot be overwritten because the repository is immutable."
+        }]})))
+        .expect(1)
+        .mount(&ecr)
+        .await;
+    let client = ocync_transport::ClientBuilder::new(&format!("http://{}", ecr.address()))
+        .build()
+        .unwrap();
+    let m = Mapping::new(
+        Endpoint::Layouts(dir.path().to_path_buf()),
+        "app",
+        vec![Target::new("ecr", Endpoint::Registry(client), "app")],
+        all_tags(),
+    );
+    let report = sync(SyncPlan { mappings: vec![m] }, SyncOptions::default()).await;
+    assert_eq!(report.images.len(), 1);
+    assert_eq!(
+        report.images[0].status,
+        Status::Skipped,
+        "{:?}",
+        report.images[0]
+    );
+    assert_eq!(report.images[0].reason.as_deref(), Some("immutable_tag"));
+}

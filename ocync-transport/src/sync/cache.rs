@@ -123,6 +123,26 @@ impl Cache {
         })
     }
 
+    /// Digests of `site` believed to be in `repository`.
+    pub(crate) fn blob_repositories_for(
+        &self,
+        site: &str,
+        repository: &str,
+    ) -> std::collections::HashSet<Digest> {
+        self.with(|f| {
+            f.blobs
+                .get(site)
+                .map(|digests| {
+                    digests
+                        .iter()
+                        .filter(|(_, repos)| repos.contains(repository))
+                        .filter_map(|(d, _)| d.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+    }
+
     pub(crate) fn add_blob(&self, site: &str, digest: &Digest, repository: &str) {
         self.with(|f| {
             f.blobs

@@ -171,6 +171,7 @@ pub(crate) struct Shared {
     pushes: KeyedLocks<(String, String, Digest)>,
     subjects: KeyedLocks<(String, String, Digest)>,
     rechecks: KeyedLocks<String>,
+    repositories: KeyedLocks<(String, String)>,
     results: Mutex<Vec<ImageReport>>,
     mapping_errors: Mutex<Vec<MappingError>>,
     inflight: Mutex<BTreeMap<u64, (usize, String, String)>>,
@@ -191,6 +192,7 @@ impl Shared {
             pushes: KeyedLocks::default(),
             subjects: KeyedLocks::default(),
             rechecks: KeyedLocks::default(),
+            repositories: KeyedLocks::default(),
             results: Mutex::new(Vec::new()),
             mapping_errors: Mutex::new(Vec::new()),
             inflight: Mutex::new(BTreeMap::new()),
@@ -862,10 +864,17 @@ impl Job<'_> {
         todo: &[usize],
         tag: Option<&str>,
     ) {
+        for &i in todo {
+            if let Some(place) = &lanes[i].place
+                && let Err(e) = self.prepare_place(manifest, place).await
+            {
+                lanes[i].failure = Some(e);
+            }
+        }
         let todo: Vec<usize> = todo
             .iter()
             .copied()
-            .filter(|&i| lanes[i].place.is_some())
+            .filter(|&i| lanes[i].place.is_some() && lanes[i].failure.is_none())
             .collect();
         let places: Vec<Place> = todo
             .iter()
@@ -896,10 +905,68 @@ impl Job<'_> {
                 }
             };
         for (&i, result) in todo.iter().zip(results) {
-            if let Err(e) = result {
-                lanes[i].failure = Some(e);
+            match result {
+                Ok(()) => {}
+                // ECR with immutable tags keeps the tag it has: a skip, as with `immutable_tags`.
+                Err(e) if e.is_immutable_tag() => {
+                    tracing::debug!(target = %lanes[i].label, "the registry keeps its immutable tag");
+                    lanes[i].outcome = Some((Status::Skipped, Some("immutable_tag".into())));
+                }
+                Err(e) => lanes[i].failure = Some(e),
             }
         }
+    }
+
+    /// Control-plane help before a push, when the target's client has a [`crate::RegistryApi`]:
+    /// create the repository (opt-in, once per run) and ask in one call which of the image's
+    /// blobs the repository already holds, so they need no `HEAD`.
+    async fn prepare_place(&self, manifest: &Manifest, place: &Place) -> Result<(), Error> {
+        let Repository::Registry { client, name } = &place.repository else {
+            return Ok(());
+        };
+        let Some(api) = &client.inner.api else {
+            return Ok(());
+        };
+        let repository = client.path(name);
+        if client.inner.create_repositories {
+            let mut ready = self
+                .shared
+                .repositories
+                .lock(&(place.site.clone(), place.name.clone()))
+                .await;
+            if !*ready {
+                if api.create_repository(&repository).await? {
+                    tracing::info!(repository = %place.repository.display_name(), "created the repository");
+                }
+                *ready = true;
+            }
+        }
+        let known = self
+            .shared
+            .cache
+            .blob_repositories_for(&place.site, &place.name);
+        let unknown: Vec<Digest> = self
+            .blobs_of(manifest)
+            .await?
+            .into_keys()
+            .filter(|d| !known.contains(d))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        match api.blobs_present(&repository, &unknown).await {
+            Ok(present) => {
+                for digest in present {
+                    self.shared
+                        .cache
+                        .add_blob(&place.site, &digest, &place.name);
+                }
+            }
+            Err(e) => {
+                tracing::debug!(api = api.name(), error = %e, "batch blob check failed; checking each blob instead")
+            }
+        }
+        Ok(())
     }
 
     /// Push the root manifest to one place; a refusal for a missing blob makes the run forget
