@@ -2,7 +2,9 @@
 //! `oauth.md`), the way docker's client does it (`registry/client/auth/session.go`):
 //!
 //! - an identity (refresh) token is exchanged with an OAuth2 `POST`, `grant_type=refresh_token`;
-//! - Basic credentials, or none, go in a `GET` with one `scope` query parameter per scope;
+//! - Basic credentials, or none, go in a `GET` with one `scope` query parameter per scope; a
+//!   token server that only speaks OAuth2 (the `GET` answered 404 or 405) gets the credentials
+//!   in a `POST` with `grant_type=password`;
 //! - a registry token needs no exchange at all.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -73,6 +75,10 @@ pub async fn fetch_token(
         });
     }
 
+    let password_grant = match grant {
+        Grant::Basic(username, password) => Some((username, password)),
+        _ => None,
+    };
     let builder = match grant {
         Grant::RefreshToken(refresh_token) => {
             let scope = request.scopes.to_string();
@@ -100,7 +106,32 @@ pub async fn fetch_token(
         realm: shown_realm.clone(),
         source: source.without_url(),
     };
-    let response = builder.send().await.map_err(transport_error)?;
+    let mut response = builder.send().await.map_err(transport_error)?;
+    if let Some((username, password)) = password_grant
+        && (response.status() == StatusCode::NOT_FOUND
+            || response.status() == StatusCode::METHOD_NOT_ALLOWED)
+    {
+        let scope = request.scopes.to_string();
+        let mut form = vec![
+            ("grant_type", "password"),
+            ("client_id", CLIENT_ID),
+            ("username", username),
+            ("password", password.expose()),
+        ];
+        if let Some(service) = &request.challenge.service {
+            form.push(("service", service));
+        }
+        if !scope.is_empty() {
+            form.push(("scope", &scope));
+        }
+        let realm = parse_realm(request)?;
+        response = http
+            .post(realm)
+            .form(&form)
+            .send()
+            .await
+            .map_err(transport_error)?;
+    }
     let status = response.status();
     let body = read_limited(response).await.map_err(transport_error)?;
     let received_at = Instant::now();

@@ -497,3 +497,52 @@ async fn invalid_realms_are_refused_before_any_request() {
         );
     }
 }
+
+/// A token server that only speaks OAuth2 answers the docker `GET` with 405: the Basic
+/// credentials go in a `POST` with `grant_type=password` instead, once.
+#[tokio::test]
+async fn oauth2_only_server_gets_a_password_grant() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(405))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"access_token": "from-password-grant", "expires_in": 300}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let credential = Credential::basic("alice", SECRET);
+    let token = fetch(
+        format!("{}/token", server.uri()),
+        Some(&credential),
+        "repository:app:pull,push",
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(token.value().expose(), "from-password-grant");
+    let requests = server.received_requests().await.unwrap();
+    let post = requests
+        .iter()
+        .find(|r| r.method.as_str() == "POST")
+        .unwrap();
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&post.body)
+        .into_owned()
+        .collect();
+    let get = |k: &str| {
+        form.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(get("grant_type"), Some("password"));
+    assert_eq!(get("username"), Some("alice"));
+    assert_eq!(get("password"), Some(SECRET));
+    assert_eq!(get("service"), Some(SERVICE));
+    assert_eq!(get("scope"), Some("repository:app:pull,push"));
+}
