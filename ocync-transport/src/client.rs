@@ -622,6 +622,58 @@ impl Client {
         }
     }
 
+    /// Prove the credentials for `repository` without changing it: `push` opens an upload
+    /// session and deletes it at once (only a push-scoped request proves push access); `pull`
+    /// asks for a manifest. A missing repository or tag still proves the credentials, so only
+    /// 401/403 and transport failures are errors.
+    pub async fn check_access(&self, repository: &str, push: bool) -> Result<(), Error> {
+        let path = self.path(repository);
+        let (method, kind, rest, access) = if push {
+            (
+                Method::POST,
+                RequestKind::UploadStart,
+                "blobs/uploads/",
+                Access::Push,
+            )
+        } else {
+            (
+                Method::HEAD,
+                RequestKind::ManifestHead,
+                "manifests/latest",
+                Access::Pull,
+            )
+        };
+        let url = self.url(repository, rest).await?;
+        let mut request = Request::new(method.clone(), url, kind, &path, access);
+        if push {
+            request = request.header(reqwest::header::CONTENT_LENGTH, HeaderValue::from(0));
+        }
+        let response = self.send(request).await?;
+        if response.status().is_server_error() {
+            return Err(self.unexpected(&method, response).await);
+        }
+        if push
+            && response.status() == StatusCode::ACCEPTED
+            && let Some(location) = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+            && let Ok(session) = response.url().join(location)
+        {
+            let cancel = Request::new(
+                Method::DELETE,
+                session,
+                RequestKind::UploadCancel,
+                &path,
+                Access::Push,
+            );
+            if let Err(e) = self.send(cancel).await {
+                tracing::debug!(error = %e, "could not delete the access-check upload session");
+            }
+        }
+        Ok(())
+    }
+
     /// A key naming the registry endpoint: clients with equal keys can mount between each
     /// other's repositories.
     pub(crate) fn site_key(&self) -> String {

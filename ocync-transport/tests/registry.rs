@@ -513,3 +513,40 @@ async fn oversized_manifest_in_a_layout_is_refused() {
     );
     assert!(err.to_string().contains("'big'"), "{err}");
 }
+
+/// `check_access` really obtains a token for the scope: anonymous may pull but not push on the
+/// token registry, alice may do both, and the push check leaves no upload session behind.
+#[tokio::test]
+async fn check_access_proves_pull_and_push_scopes() {
+    let registry = TestRegistry::token().await;
+    let anonymous = ClientBuilder::new(&registry.host()).build().unwrap();
+    anonymous.check_access("team/app", false).await.unwrap();
+    let err = anonymous.check_access("team/app", true).await.unwrap_err();
+    assert!(err.is_unauthorized(), "{err:?}");
+    assert!(
+        err.to_string().contains("push") && err.to_string().contains("'team/app'"),
+        "{err}"
+    );
+
+    let registries = registries_for(&[&registry]);
+    let alice = registries.client(&registry.host()).unwrap();
+    registry.clear_requests();
+    alice.check_access("team/app", false).await.unwrap();
+    alice.check_access("team/app", true).await.unwrap();
+    let lines = registry.requests();
+    assert!(
+        lines.iter().any(|r| r.method == "POST" && r.status == 202),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|r| r.method == "DELETE"),
+        "the session is deleted: {lines:?}"
+    );
+    let tokens = registry.token_server().unwrap().log();
+    assert!(
+        tokens
+            .iter()
+            .any(|t| t.scopes.iter().any(|s| s.contains("push"))),
+        "{tokens:?}"
+    );
+}
