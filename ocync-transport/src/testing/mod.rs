@@ -6,20 +6,30 @@
 //!   tells which requests it really received.
 //! - [`TokenServer`]: an in-process Docker token server (GET and OAuth2 POST) signing RS256
 //!   JWTs the registry trusts, with per-scope request counters.
-//! - [`TestCa`], [`serve`], [`serve_tls`]: a throwaway CA and helpers to run in-process axum
-//!   fake registries over HTTP or HTTPS.
+//! - [`TestCa`], [`serve`], [`serve_tls`]: a throwaway CA (whose leaf can also carry real
+//!   registry host names) and helpers to run in-process axum fake registries over HTTP or HTTPS.
+//! - [`ConnectProxy`]: a `CONNECT` proxy (for `HTTPS_PROXY`) that tunnels hosts named like real
+//!   cloud registries (`<acct>.dkr.ecr.<region>.amazonaws.com`, `<name>.azurecr.io`) to loopback
+//!   servers and refuses everything else.
+//! - [`FakeAcr`], [`FakeAad`]: an Azure Container Registry login server (Entra exchange, token
+//!   endpoint, reverse proxy to a real token-auth registry) and an Entra ID token endpoint.
 //! - [`fixture`]: deterministic OCI content with real digests (images, indexes, OCI 1.1
 //!   artifacts and referrers, large streamed layers) and OCI image layout writers.
 //!
 //! Everything binds `127.0.0.1` only.
 
+pub mod acr;
 mod base64;
 pub mod fixture;
+pub mod proxy;
 pub mod registry;
 pub mod tls;
 pub mod token_server;
 
+pub use acr::{FakeAad, FakeAcr, FormRequest};
+
 pub use fixture::{Blob, Fixture, ImageFixture, LargeImage, LargeLayout, PseudoRandom};
+pub use proxy::{ConnectProxy, ProxyRequest};
 pub use registry::{RegistryAuth, RegistryOptions, RequestLine, TestRegistry};
 pub use tls::{TestCa, install_crypto_provider, plain_client, serve, serve_tls};
 pub use token_server::{TokenRequest, TokenServer};

@@ -21,7 +21,8 @@ use super::token_server::{ISSUER, SERVICE, TokenServer, random_hex};
 /// Environment variable naming the registry binary to run.
 pub const REGISTRY_BIN_ENV: &str = "OCYNC_TEST_REGISTRY_BIN";
 
-/// The user created in htpasswd and token modes.
+/// The user created in htpasswd and token modes unless [`RegistryOptions::basic_user`] names
+/// another.
 pub const USERNAME: &str = "alice";
 
 /// Realm of the htpasswd mode's `Basic` challenge.
@@ -38,19 +39,86 @@ pub enum RegistryAuth {
     /// Anonymous access to everything.
     #[default]
     None,
-    /// `Basic` auth against an htpasswd file holding [`USERNAME`] with a random password.
+    /// `Basic` auth against an htpasswd file holding one user ([`USERNAME`] with a random
+    /// password, or [`RegistryOptions::basic_user`]).
     Htpasswd,
-    /// Bearer tokens from an in-process [`TokenServer`] that knows [`USERNAME`].
+    /// Bearer tokens from an in-process [`TokenServer`] that knows that one user.
     Token,
 }
 
-/// Options for [`TestRegistry::start`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Options for [`TestRegistry::start`]. Build them with struct update syntax
+/// (`RegistryOptions { tls: true, ..RegistryOptions::default() }`) or the `with_…` methods.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RegistryOptions {
     /// Serve HTTPS with a certificate from a per-registry [`TestCa`].
     pub tls: bool,
     /// The auth mode.
     pub auth: RegistryAuth,
+    /// Extra DNS names for the TLS leaf certificate besides the loopback names (e.g.
+    /// `123456789012.dkr.ecr.us-east-1.amazonaws.com`, reached through a
+    /// [`ConnectProxy`](super::proxy::ConnectProxy)). Ignored without `tls`.
+    pub tls_names: Vec<String>,
+    /// The one user of the htpasswd and token modes, `(username, password)`, instead of
+    /// [`USERNAME`] with a random password (ECR's data plane: `AWS` and the token).
+    pub basic_user: Option<(String, String)>,
+    /// Token mode: the realm the registry advertises in its `Bearer` challenge instead of the
+    /// in-process token server's `/token` (e.g. `https://myreg.azurecr.io/oauth2/token`).
+    pub token_realm: Option<String>,
+    /// Token mode: the `service` the registry advertises and requires as the JWT `aud`,
+    /// instead of [`SERVICE`]. The in-process token server issues tokens for it.
+    pub token_service: Option<String>,
+}
+
+impl RegistryOptions {
+    /// No auth, plain HTTP (the default).
+    pub fn new() -> RegistryOptions {
+        RegistryOptions::default()
+    }
+
+    /// Serve HTTPS.
+    pub fn with_tls(mut self) -> RegistryOptions {
+        self.tls = true;
+        self
+    }
+
+    /// Use `auth`.
+    pub fn with_auth(mut self, auth: RegistryAuth) -> RegistryOptions {
+        self.auth = auth;
+        self
+    }
+
+    /// Serve HTTPS with a certificate also valid for `names`.
+    pub fn with_tls_names<I, S>(mut self, names: I) -> RegistryOptions
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tls = true;
+        self.tls_names.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Make `username` with `password` the one user of the htpasswd and token modes.
+    pub fn with_basic_user(
+        mut self,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> RegistryOptions {
+        self.basic_user = Some((username.into(), password.into()));
+        self
+    }
+
+    /// Token mode: advertise `realm` instead of the token server's own endpoint.
+    pub fn with_token_realm(mut self, realm: impl Into<String>) -> RegistryOptions {
+        self.token_realm = Some(realm.into());
+        self
+    }
+
+    /// Token mode: use `service` as the advertised service and the JWT audience.
+    pub fn with_token_service(mut self, service: impl Into<String>) -> RegistryOptions {
+        self.token_service = Some(service.into());
+        self
+    }
 }
 
 /// One line of the registry's access log.
@@ -110,7 +178,7 @@ pub struct TestRegistry {
     options: RegistryOptions,
     ca: Option<TestCa>,
     ca_file: Option<PathBuf>,
-    password: Option<String>,
+    user: Option<(String, String)>,
     token_server: Option<TokenServer>,
     log_path: PathBuf,
     storage_root: PathBuf,
@@ -132,29 +200,17 @@ impl TestRegistry {
 
     /// No auth, HTTPS (trust [`TestRegistry::ca_pem`]).
     pub async fn tls() -> TestRegistry {
-        TestRegistry::start(RegistryOptions {
-            tls: true,
-            auth: RegistryAuth::None,
-        })
-        .await
+        TestRegistry::start(RegistryOptions::new().with_tls()).await
     }
 
     /// htpasswd (`Basic`) auth, plain HTTP.
     pub async fn htpasswd() -> TestRegistry {
-        TestRegistry::start(RegistryOptions {
-            tls: false,
-            auth: RegistryAuth::Htpasswd,
-        })
-        .await
+        TestRegistry::start(RegistryOptions::new().with_auth(RegistryAuth::Htpasswd)).await
     }
 
     /// Token (`Bearer`) auth with an in-process [`TokenServer`], plain HTTP.
     pub async fn token() -> TestRegistry {
-        TestRegistry::start(RegistryOptions {
-            tls: false,
-            auth: RegistryAuth::Token,
-        })
-        .await
+        TestRegistry::start(RegistryOptions::new().with_auth(RegistryAuth::Token)).await
     }
 
     /// Start a registry with `options` and wait until `GET /v2/` answers.
@@ -171,7 +227,10 @@ impl TestRegistry {
         fs::create_dir_all(&storage_root).expect("create the registry storage directory");
         let log_path = dir.path().join("registry.log");
 
-        let ca = options.tls.then(TestCa::new);
+        let ca = options.tls.then(|| {
+            let names: Vec<&str> = options.tls_names.iter().map(String::as_str).collect();
+            TestCa::with_names(&names)
+        });
         let ca_file = ca.as_ref().map(|ca| ca.write_ca(dir.path()));
         let mut tls_yaml = String::new();
         if let Some(ca) = &ca {
@@ -184,26 +243,43 @@ impl TestRegistry {
             );
         }
 
-        let password = (options.auth != RegistryAuth::None).then(|| random_hex(12));
+        let user = (options.auth != RegistryAuth::None).then(|| {
+            options
+                .basic_user
+                .clone()
+                .unwrap_or_else(|| (USERNAME.to_owned(), random_hex(12)))
+        });
+        let (username, password) = user
+            .as_ref()
+            .map(|(u, p)| (u.as_str(), p.as_str()))
+            .unwrap_or_default();
         let mut token_server = None;
         let auth_yaml = match options.auth {
             RegistryAuth::None => String::new(),
             RegistryAuth::Htpasswd => {
-                let password = password.as_deref().unwrap_or_default();
+                assert!(
+                    !username.contains(':') && !username.contains('\n'),
+                    "an htpasswd user name cannot contain ':' or a newline: '{username}'"
+                );
                 let hash = bcrypt::hash(password, 4).expect("bcrypt the test password");
-                let file = write(dir.path(), "htpasswd", &format!("{USERNAME}:{hash}\n"));
+                let file = write(dir.path(), "htpasswd", &format!("{username}:{hash}\n"));
                 format!(
                     "auth:\n  htpasswd:\n    realm: {BASIC_REALM}\n    path: {}\n",
                     file.display()
                 )
             }
             RegistryAuth::Token => {
-                let server =
-                    TokenServer::start(USERNAME, password.as_deref().unwrap_or_default()).await;
+                let service = options.token_service.as_deref().unwrap_or(SERVICE);
+                let server = TokenServer::start_for(service, username, password).await;
                 let bundle = write(dir.path(), "token.crt", server.cert_pem());
+                let realm = options
+                    .token_realm
+                    .clone()
+                    .unwrap_or_else(|| server.realm());
                 let yaml = format!(
-                    "auth:\n  token:\n    realm: {}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
-                    server.realm(),
+                    "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
+                    yaml_string(&realm),
+                    yaml_string(service),
                     bundle.display()
                 );
                 token_server = Some(server);
@@ -246,7 +322,7 @@ impl TestRegistry {
                         options,
                         ca,
                         ca_file,
-                        password,
+                        user,
                         token_server,
                         log_path,
                         storage_root,
@@ -281,8 +357,8 @@ impl TestRegistry {
     }
 
     /// The options it was started with.
-    pub fn options(&self) -> RegistryOptions {
-        self.options
+    pub fn options(&self) -> &RegistryOptions {
+        &self.options
     }
 
     /// The listening address.
@@ -352,14 +428,16 @@ impl TestRegistry {
             .join("data")
     }
 
-    /// The user in htpasswd and token modes ([`USERNAME`]).
+    /// The user in htpasswd and token modes ([`USERNAME`] or
+    /// [`RegistryOptions::basic_user`]).
     pub fn username(&self) -> Option<&str> {
-        self.password.as_ref().map(|_| USERNAME)
+        self.user.as_ref().map(|(u, _)| u.as_str())
     }
 
-    /// That user's (random) password in htpasswd and token modes.
+    /// That user's password in htpasswd and token modes (random unless
+    /// [`RegistryOptions::basic_user`] set it).
     pub fn password(&self) -> Option<&str> {
-        self.password.as_deref()
+        self.user.as_ref().map(|(_, p)| p.as_str())
     }
 
     /// The token server (token mode only).
@@ -492,6 +570,11 @@ async fn wait_ready(
         Ok(Some(status)) => Startup::Exited(status),
         _ => Startup::TimedOut,
     }
+}
+
+/// `value` as a double-quoted YAML scalar, so realms and services with `:` or `#` stay whole.
+fn yaml_string(value: &str) -> String {
+    serde_json::Value::String(value.to_owned()).to_string()
 }
 
 fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {

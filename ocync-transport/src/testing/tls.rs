@@ -27,8 +27,10 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs
 pub const LEAF_NAMES: [&str; 3] = ["127.0.0.1", "localhost", "::1"];
 
 /// A certificate authority and one server certificate it signed for the loopback names in
-/// [`LEAF_NAMES`]. Generated fresh (ECDSA P-256) for every instance.
+/// [`LEAF_NAMES`] and any extra DNS names ([`TestCa::with_names`]). Generated fresh (ECDSA
+/// P-256) for every instance.
 pub struct TestCa {
+    names: Vec<String>,
     ca_pem: String,
     ca_der: CertificateDer<'static>,
     leaf_cert_pem: String,
@@ -38,8 +40,16 @@ pub struct TestCa {
 }
 
 impl TestCa {
-    /// Generate a CA and a leaf certificate signed by it.
+    /// Generate a CA and a leaf certificate signed by it for [`LEAF_NAMES`].
     pub fn new() -> TestCa {
+        TestCa::with_names(&[])
+    }
+
+    /// Generate a CA and a leaf certificate valid for [`LEAF_NAMES`] plus `names` (DNS names
+    /// such as `123456789012.dkr.ecr.us-east-1.amazonaws.com` or `myreg.azurecr.io`, or more
+    /// IP addresses), so a client that reaches a loopback server through a CONNECT proxy can
+    /// verify it under a real registry's host name.
+    pub fn with_names(names: &[&str]) -> TestCa {
         install_crypto_provider();
         let ca_key = KeyPair::generate().expect("generate the test ca key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("test ca params");
@@ -56,8 +66,14 @@ impl TestCa {
         let issuer = Issuer::new(ca_params, ca_key);
 
         let leaf_key = KeyPair::generate().expect("generate the test leaf key");
-        let names: Vec<String> = LEAF_NAMES.iter().map(|n| (*n).to_owned()).collect();
-        let mut leaf_params = CertificateParams::new(names).expect("test leaf params");
+        let mut all_names: Vec<String> = LEAF_NAMES.iter().map(|n| (*n).to_owned()).collect();
+        for name in names {
+            if !all_names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                all_names.push((*name).to_owned());
+            }
+        }
+        let mut leaf_params = CertificateParams::new(all_names.clone())
+            .unwrap_or_else(|e| panic!("invalid test certificate names {all_names:?}: {e}"));
         leaf_params.distinguished_name = distinguished_name("127.0.0.1");
         leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         leaf_params.key_usages = vec![
@@ -69,6 +85,7 @@ impl TestCa {
             .expect("sign the test leaf certificate");
 
         TestCa {
+            names: all_names,
             ca_pem: ca_cert.pem(),
             ca_der: ca_cert.der().clone(),
             leaf_cert_pem: leaf_cert.pem(),
@@ -76,6 +93,11 @@ impl TestCa {
             leaf_key_pem: leaf_key.serialize_pem(),
             leaf_key_der: leaf_key.serialized_der().to_vec(),
         }
+    }
+
+    /// The names the leaf certificate is valid for: [`LEAF_NAMES`], then the extra names.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// The CA certificate, PEM.
@@ -126,10 +148,12 @@ impl TestCa {
         reqwest::Certificate::from_der(&self.ca_der).expect("the test ca is valid der")
     }
 
-    /// A reqwest client that trusts this CA and nothing else.
+    /// A reqwest client that trusts this CA and nothing else, and never uses a proxy from the
+    /// environment (the harness's servers are all on loopback).
     pub fn client(&self) -> reqwest::Client {
         reqwest::Client::builder()
             .tls_certs_only([self.reqwest_certificate()])
+            .no_proxy()
             .build()
             .expect("build a reqwest client trusting the test ca")
     }
@@ -144,7 +168,7 @@ impl Default for TestCa {
 impl fmt::Debug for TestCa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TestCa")
-            .field("leaf_names", &LEAF_NAMES)
+            .field("leaf_names", &self.names)
             .finish_non_exhaustive()
     }
 }
@@ -163,10 +187,12 @@ pub fn install_crypto_provider() {
 }
 
 /// A reqwest client for plain-HTTP loopback servers that does not depend on the system
-/// certificate store (reqwest's default client fails to build when there is none).
+/// certificate store (reqwest's default client fails to build when there is none) and never
+/// uses a proxy from the environment.
 pub fn plain_client() -> reqwest::Client {
     reqwest::Client::builder()
         .tls_certs_only(Vec::<reqwest::Certificate>::new())
+        .no_proxy()
         .build()
         .expect("build a plain reqwest client")
 }
@@ -280,6 +306,37 @@ mod tests {
         let stranger = TestCa::new().client();
         let err = stranger
             .get(format!("https://{addr}/hello"))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.is_connect(), "{err:?}");
+        handle.abort();
+    }
+
+    #[tokio::test]
+    async fn extra_names_are_trusted_and_others_are_not() {
+        let ca = TestCa::with_names(&["myreg.azurecr.io", "localhost"]);
+        assert_eq!(
+            ca.names(),
+            ["127.0.0.1", "localhost", "::1", "myreg.azurecr.io"]
+        );
+        let (addr, handle) = serve_tls(router(), &ca).await;
+        let resolving = |name: &str| {
+            reqwest::Client::builder()
+                .tls_certs_only([ca.reqwest_certificate()])
+                .no_proxy()
+                .resolve(name, addr)
+                .build()
+                .unwrap()
+        };
+        let resp = resolving("myreg.azurecr.io")
+            .get(format!("https://myreg.azurecr.io:{}/hello", addr.port()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let err = resolving("other.azurecr.io")
+            .get(format!("https://other.azurecr.io:{}/hello", addr.port()))
             .send()
             .await
             .unwrap_err();

@@ -27,8 +27,8 @@ use tokio::task::JoinHandle;
 
 use super::base64;
 
-/// The `service` the token server and the registry agree on (`auth.token.service`, the JWT
-/// `aud`).
+/// The default `service` the token server and the registry agree on (`auth.token.service`,
+/// the JWT `aud`); [`TokenServer::start_for`] picks another.
 pub const SERVICE: &str = "test-registry";
 
 /// The JWT `iss` the registry expects (`auth.token.issuer`).
@@ -61,6 +61,7 @@ pub struct TokenServer {
 
 struct Inner {
     key: &'static SigningKey,
+    service: String,
     username: String,
     password: String,
     expires_in: AtomicU64,
@@ -99,10 +100,18 @@ fn signing_key() -> &'static SigningKey {
 }
 
 impl TokenServer {
-    /// Start a token server that knows one user, `username` with `password`.
+    /// Start a token server for [`SERVICE`] that knows one user, `username` with `password`.
     pub async fn start(username: &str, password: &str) -> TokenServer {
+        TokenServer::start_for(SERVICE, username, password).await
+    }
+
+    /// Start a token server for `service` (the JWT `aud`, and the only `service` parameter
+    /// its endpoints accept), e.g. `myreg.azurecr.io` for a registry configured with that
+    /// `auth.token.service`. It knows one user, `username` with `password`.
+    pub async fn start_for(service: &str, username: &str, password: &str) -> TokenServer {
         let inner = Arc::new(Inner {
             key: signing_key(),
+            service: service.to_owned(),
             username: username.to_owned(),
             password: password.to_owned(),
             expires_in: AtomicU64::new(DEFAULT_EXPIRES_IN),
@@ -135,9 +144,9 @@ impl TokenServer {
         format!("{}/token", self.url())
     }
 
-    /// The service name ([`SERVICE`]).
-    pub fn service(&self) -> &'static str {
-        SERVICE
+    /// The service name: [`SERVICE`] unless started with [`TokenServer::start_for`].
+    pub fn service(&self) -> &str {
+        &self.inner.service
     }
 
     /// The issuer ([`ISSUER`]).
@@ -200,6 +209,32 @@ impl TokenServer {
         let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
         self.inner.jwt(user, &scopes)
     }
+
+    /// A cheap handle that mints tokens like [`TokenServer::issue_token`], for in-process
+    /// fakes (the ACR login server) that hand out this server's tokens from their own
+    /// endpoints.
+    pub(crate) fn minter(&self) -> Minter {
+        Minter(Arc::clone(&self.inner))
+    }
+}
+
+/// See [`TokenServer::minter`].
+#[derive(Clone)]
+pub(crate) struct Minter(Arc<Inner>);
+
+impl Minter {
+    /// A signed token granting `user` (`None`: anonymous) what it may have of `scopes`.
+    pub(crate) fn issue_token(&self, user: Option<&str>, scopes: &[String]) -> String {
+        self.0.jwt(user, scopes)
+    }
+}
+
+impl fmt::Debug for Minter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Minter")
+            .field("service", &self.0.service)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for TokenServer {
@@ -212,6 +247,7 @@ impl fmt::Debug for TokenServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenServer")
             .field("addr", &self.addr)
+            .field("service", &self.inner.service)
             .field("username", &self.inner.username)
             .field("requests", &self.requests())
             .finish_non_exhaustive()
@@ -276,7 +312,7 @@ impl Inner {
         let claims = json!({
             "iss": ISSUER,
             "sub": user.unwrap_or(""),
-            "aud": SERVICE,
+            "aud": self.service,
             "exp": now + self.expires_in.load(Ordering::SeqCst),
             "nbf": now,
             "iat": now,
@@ -403,7 +439,7 @@ async fn get_token(
             return unauthorized();
         }
     };
-    if let Some(service) = first(&pairs, "service").filter(|s| *s != SERVICE) {
+    if let Some(service) = first(&pairs, "service").filter(|s| *s != inner.service) {
         inner.record(
             "GET",
             &scopes,
@@ -448,7 +484,7 @@ async fn post_token(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
             "client_id is required",
         );
     }
-    if let Some(service) = first(&pairs, "service").filter(|s| *s != SERVICE) {
+    if let Some(service) = first(&pairs, "service").filter(|s| *s != inner.service) {
         let description = format!("unknown service '{service}'");
         return bad(
             StatusCode::BAD_REQUEST,
@@ -534,7 +570,7 @@ async fn post_token(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
     (StatusCode::OK, Json(body)).into_response()
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -644,6 +680,33 @@ mod tests {
         let mut tampered = base64::decode(sig).unwrap();
         tampered[0] ^= 1;
         assert!(verifier.verify(input.as_bytes(), &tampered).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_server_for_another_service_signs_for_it_and_refuses_the_default() {
+        let server = TokenServer::start_for("myreg.azurecr.io", "alice", "pw").await;
+        assert_eq!(server.service(), "myreg.azurecr.io");
+        let token = server.issue_token(Some("alice"), &["repository:a:pull"]);
+        assert_eq!(segment(&token, 1)["aud"], "myreg.azurecr.io");
+        let minted = server
+            .minter()
+            .issue_token(None, &["repository:a:pull".to_owned()]);
+        assert_eq!(segment(&minted, 1)["aud"], "myreg.azurecr.io");
+        let client = super::super::tls::plain_client();
+        let ok = client
+            .get(server.realm())
+            .query(&[("service", "myreg.azurecr.io")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 200);
+        let refused = client
+            .get(server.realm())
+            .query(&[("service", SERVICE)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 400);
     }
 
     #[tokio::test]
