@@ -24,6 +24,25 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
 
+# moto[server] plays the ECR control plane for ocync-auth's ECR tests (ocync_auth::testing
+# looks for target/moto-venv/bin/moto_server). A venv when python3 can make one, else a plain
+# `pip install --target` with a small launcher in the same place.
+moto_dir=target/moto-venv
+if [ ! -x "$moto_dir/bin/moto_server" ]; then
+  echo "installing moto[server] into $moto_dir (pip)" >&2
+  rm -rf "$moto_dir"
+  if python3 -m venv "$moto_dir" >/dev/null 2>&1 && [ -x "$moto_dir/bin/pip" ]; then
+    "$moto_dir/bin/pip" install -q 'moto[server]' >/dev/null
+  else
+    rm -rf "$moto_dir"
+    python3 -m pip install -q --no-warn-conflicts --target "$moto_dir/lib" 'moto[server]' >/dev/null
+    mkdir -p "$moto_dir/bin"
+    printf '#!/bin/sh\nPYTHONPATH="%s${PYTHONPATH:+:$PYTHONPATH}" exec python3 -m moto.server "$@"\n' \
+      "$(pwd)/$moto_dir/lib" >"$moto_dir/bin/moto_server"
+    chmod +x "$moto_dir/bin/moto_server"
+  fi
+fi
+
 # Tests must never reach a cloud metadata service or a real cloud host.
 export AWS_EC2_METADATA_DISABLED=true
 
