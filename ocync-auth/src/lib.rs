@@ -45,11 +45,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#[cfg(feature = "acr")]
+mod acr;
 mod chain;
 mod challenge;
 mod credential;
 mod credential_helper;
 mod docker_config;
+#[cfg(feature = "ecr")]
+mod ecr;
 mod error;
 mod scope;
 mod secret;
@@ -67,3 +71,11 @@ pub use secret::Secret;
 pub use static_credentials::{AnonymousProvider, StaticProvider};
 pub use token::{Token, TokenCache, TokenKey};
 pub use token_exchange::{TokenRequest, fetch_token};
+
+#[cfg(feature = "acr")]
+pub use acr::{AcrOptions, AcrProvider, AzureCloud};
+#[cfg(feature = "ecr")]
+pub use ecr::{EcrApi, EcrOptions, EcrProvider, EcrPublicProvider, EcrRegistry};
+
+#[cfg(feature = "test-support")]
+pub mod testing;

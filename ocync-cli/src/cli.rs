@@ -64,6 +64,28 @@ pub(crate) enum Command {
     /// List a repository's tags, and which of them a filter selects.
     #[command(after_help = TAGS_HELP)]
     Tags(TagsArgs),
+    /// Credentials: check what every configured registry accepts.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+}
+
+/// `ocync auth` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuthCommand {
+    /// For every registry of the configuration, obtain a real token for the scopes a sync
+    /// needs (pull on sources, pull and push on targets) and say which provider answered.
+    #[command(
+        after_help = "Example:\n  ocync auth check --config ocync.yaml\n\nPrints one line per registry on stdout; no secret is ever printed."
+    )]
+    Check(AuthCheckArgs),
+}
+
+/// Arguments of `ocync auth check`.
+#[derive(Debug, Args)]
+pub(crate) struct AuthCheckArgs {
+    /// Configuration files (repeatable).
+    #[arg(short, long = "config", value_name = "FILE", required = true)]
+    pub(crate) configs: Vec<PathBuf>,
 }
 
 const SYNC_HELP: &str = "\

@@ -2,75 +2,62 @@
 //! directories) with their credentials, and mappings become the engine's plan.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use ocync_auth::{
-    AnonymousProvider, Credential, CredentialProvider, DockerConfigProvider, StaticProvider,
-};
 use ocync_transport::{
     ClientBuilder, Endpoint, Mapping, ReferrerPolicy, SyncPlan, TagFilter, Target, UploadMode,
 };
 
-use crate::config::{self, AuthType, Config};
+use crate::config::{self, Config};
+use crate::credentials::{Cloud, Providers};
 
 /// One engine endpoint per registry alias.
 pub(crate) fn endpoints(config: &Config) -> anyhow::Result<BTreeMap<String, Endpoint>> {
-    let docker: Arc<dyn CredentialProvider> =
-        Arc::new(DockerConfigProvider::from_env().context("cannot read docker's config.json")?);
+    let providers = Providers::from_env()?;
     config
         .registries()
         .iter()
-        .map(|(alias, registry)| Ok((alias.clone(), endpoint(registry, &docker)?)))
+        .map(|(alias, registry)| Ok((alias.clone(), endpoint(registry, &providers)?)))
         .collect()
 }
 
 /// The endpoint of one configured registry.
 pub(crate) fn endpoint(
     registry: &config::Registry,
-    docker: &Arc<dyn CredentialProvider>,
+    providers: &Providers,
 ) -> anyhow::Result<Endpoint> {
     let (host, scheme, path) = match &registry.endpoint {
         config::Endpoint::Layout { dir } => return Ok(Endpoint::Layouts(dir.clone())),
-        config::Endpoint::Remote { host, scheme, path } => (host, *scheme, path),
+        config::Endpoint::Remote { host, scheme, path } => (host.clone(), *scheme, path),
+    };
+    let cloud = Cloud::detect(&host);
+    // AWS_USE_FIPS_ENDPOINT moves the SDK to FIPS endpoints; the registry's data plane has its
+    // own FIPS host, which the SDK does not know about.
+    #[cfg(feature = "ecr")]
+    let host = match &cloud {
+        Cloud::Ecr(ecr) if fips_requested() && !ecr.is_fips() => ecr.fips_host(),
+        _ => host,
     };
     let name = match path {
         Some(p) => format!("{host}/{p}"),
         None => host.clone(),
     };
-    let credentials: Arc<dyn CredentialProvider> = match registry.auth_type {
-        Some(AuthType::Anonymous) => Arc::new(AnonymousProvider),
-        Some(AuthType::Basic) => {
-            let c = registry.credentials.as_ref().with_context(|| {
-                format!(
-                    "registry '{}': auth_type basic needs credentials",
-                    registry.alias
-                )
-            })?;
-            Arc::new(StaticProvider::new(Credential::basic(
-                c.username.clone(),
-                c.password.expose(),
-            )))
-        }
-        Some(AuthType::StaticToken) => {
-            let token = registry.token.as_ref().with_context(|| {
-                format!(
-                    "registry '{}': auth_type static_token needs a token",
-                    registry.alias
-                )
-            })?;
-            Arc::new(StaticProvider::new(Credential::Bearer {
-                token: token.expose().into(),
-            }))
-        }
-        // Docker's config.json, whose credential helpers (docker-credential-ecr-login,
-        // docker-credential-acr-env, docker-credential-gcloud) also serve the cloud registries.
-        _ => docker.clone(),
-    };
+    let credentials = providers.for_registry(registry, &host)?;
     let mut builder = ClientBuilder::new(&name)
         .scheme(scheme)
-        .credentials(credentials);
+        .credentials(std::sync::Arc::new(credentials));
+    #[cfg(feature = "ecr")]
+    if let Cloud::Ecr(ecr) = &cloud
+        && matches!(registry.auth_type, None | Some(config::AuthType::Ecr))
+    {
+        let provider = providers.ecr_provider(registry.aws_profile.clone());
+        builder = builder.api(std::sync::Arc::new(
+            crate::credentials::EcrRegistryApi::new(provider, ecr.clone()),
+        ));
+    }
+    let _ = &cloud;
+    builder = builder.create_repositories(registry.create_repositories);
     if !registry.tls_verify {
         builder = builder.danger_accept_invalid_certs(true);
     }
@@ -84,6 +71,12 @@ pub(crate) fn endpoint(
         .build()
         .with_context(|| format!("registry '{}' ({})", registry.alias, registry.url))?;
     Ok(Endpoint::Registry(client))
+}
+
+/// `AWS_USE_FIPS_ENDPOINT=true`, as the AWS SDKs read it.
+#[cfg(feature = "ecr")]
+fn fips_requested() -> bool {
+    std::env::var("AWS_USE_FIPS_ENDPOINT").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 /// The engine's plan for a configuration.

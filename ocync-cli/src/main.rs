@@ -3,9 +3,11 @@
 //! The binary holds no protocol logic: it parses arguments, sets up logging (stderr), runs a
 //! library call, prints data (stdout) and maps errors to documented exit codes.
 
+mod auth;
 mod cli;
 mod config;
 mod copy;
+mod credentials;
 mod endpoints;
 mod exit;
 mod expand;
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
             cli::Command::Validate(args) => validate::run(&args),
             cli::Command::Expand(args) => expand::run(&args),
             cli::Command::Tags(args) => tags::run(args).await,
+            cli::Command::Auth(cli::AuthCommand::Check(args)) => auth::check(args).await,
         }
     });
     match result {

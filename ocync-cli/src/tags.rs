@@ -1,11 +1,8 @@
 //! `ocync tags`: a repository's tags, and which of them a filter selects (a preview of a
 //! mapping's `tags:` block).
 
-use std::sync::Arc;
-
 use anyhow::Context as _;
 
-use ocync_auth::{CredentialProvider, DockerConfigProvider};
 use ocync_transport::{Endpoint, Location, Registries, TagFilter, TagRules, TagSort};
 
 use crate::cli::{SortArg, TagsArgs};
@@ -88,11 +85,11 @@ fn configured_client(
     registry: &str,
 ) -> anyhow::Result<Option<ocync_transport::Client>> {
     let config = config::load(path)?;
-    let docker: Arc<dyn CredentialProvider> = Arc::new(DockerConfigProvider::from_env()?);
+    let providers = crate::credentials::Providers::from_env()?;
     for r in config.registries().values() {
         if let config::Endpoint::Remote { host, .. } = &r.endpoint
             && host.eq_ignore_ascii_case(registry)
-            && let Endpoint::Registry(client) = endpoints::endpoint(r, &docker)?
+            && let Endpoint::Registry(client) = endpoints::endpoint(r, &providers)?
         {
             return Ok(Some(client));
         }

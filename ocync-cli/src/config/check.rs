@@ -250,6 +250,7 @@ impl Checker<'_> {
                     ("tls_verify", r.tls_verify.is_some()),
                     ("ca_file", r.ca_file.is_some()),
                     ("chunk_size", r.chunk_size.is_some()),
+                    ("create_repositories", r.create_repositories.is_some()),
                 ];
                 for (key, _) in settings.iter().filter(|(_, present)| *present) {
                     self.error(
@@ -451,6 +452,7 @@ impl Checker<'_> {
             tls_verify,
             ca_file,
             chunk_size,
+            create_repositories: r.create_repositories.unwrap_or(false),
         })
     }
 

@@ -136,6 +136,8 @@ pub(crate) struct Registry {
     pub(crate) ca_file: Option<PathBuf>,
     /// Upload blobs in chunks of this many bytes; `None`: one request per blob.
     pub(crate) chunk_size: Option<u64>,
+    /// Create a missing target repository before pushing (ECR without create-on-push).
+    pub(crate) create_repositories: bool,
 }
 
 impl Registry {

@@ -39,6 +39,7 @@ pub(crate) const REGISTRY_KEYS: &[&str] = &[
     "tls_verify",
     "ca_file",
     "chunk_size",
+    "create_repositories",
 ];
 /// Keys of `credentials`.
 pub(crate) const CREDENTIALS_KEYS: &[&str] = &["username", "password"];
@@ -125,6 +126,8 @@ pub(crate) struct RawRegistry {
     pub(crate) ca_file: Option<String>,
     #[serde(default)]
     pub(crate) chunk_size: Option<Text>,
+    #[serde(default)]
+    pub(crate) create_repositories: Option<bool>,
 }
 
 /// `auth_type` values as written.
