@@ -125,6 +125,16 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// A fixed token (configured `token`, docker `registrytoken`) is a JWT whose `exp` has
+    /// passed: sending it would only earn a 401.
+    #[error("the token configured for registry '{registry}' expired {ago} ago: issue a new one")]
+    TokenExpired {
+        /// The registry.
+        registry: String,
+        /// How long ago, e.g. `3 h 12 min`.
+        ago: String,
+    },
+
     /// A scope string is not `type[(class)]:name:action[,action]*`.
     #[error("invalid scope '{input}': {reason}")]
     InvalidScope {
@@ -140,7 +150,7 @@ impl Error {
     /// credentials will not help.
     pub fn is_auth_failure(&self) -> bool {
         match self {
-            Error::TokenDenied { .. } => true,
+            Error::TokenDenied { .. } | Error::TokenExpired { .. } => true,
             Error::Provider { source, .. } => source.is_auth_failure(),
             _ => false,
         }

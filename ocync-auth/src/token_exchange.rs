@@ -61,7 +61,15 @@ pub async fn fetch_token(
     request: &TokenRequest<'_>,
 ) -> Result<Token, Error> {
     let grant = match request.credential {
-        Some(Credential::Bearer { token }) => return Ok(registry_token(token)),
+        Some(Credential::Bearer { token }) => {
+            if let Some(ago) = jwt_expired_for(token.expose(), SystemTime::now()) {
+                return Err(Error::TokenExpired {
+                    registry: request.registry.to_owned(),
+                    ago: human_duration(ago),
+                });
+            }
+            return Ok(registry_token(token));
+        }
         Some(Credential::IdentityToken { token }) => Grant::RefreshToken(token),
         Some(Credential::Basic { username, password }) => Grant::Basic(username, password),
         None => Grant::Anonymous,
@@ -350,6 +358,25 @@ fn jwt_lifetime(token: &str, now: SystemTime) -> Option<Duration> {
     Some(remaining.min(MAX_TOKEN_LIFETIME))
 }
 
+/// How long ago a JWT's `exp` passed, if it has.
+fn jwt_expired_for(token: &str, now: SystemTime) -> Option<Duration> {
+    let claims: Value = jsonwebtoken::dangerous::insecure_decode_claims(token).ok()?;
+    let exp = claims.get("exp")?.as_f64()?;
+    let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs_f64();
+    (exp < now).then(|| Duration::from_secs_f64(now - exp))
+}
+
+/// `2 d 3 h`, `3 h 12 min`, `5 min`, `40 s`.
+fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86_400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        _ => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -570,6 +597,29 @@ mod tests {
         ];
         for (raw, expected) in cases {
             assert_eq!(display_raw_realm(raw), expected, "{raw}");
+        }
+    }
+
+    #[test]
+    fn expired_fixed_tokens_are_refused_before_any_request() {
+        let expired = jwt(&format!(r#"{{"exp":{}}}"#, NOW_UNIX - 3 * 3600 - 720));
+        assert_eq!(
+            jwt_expired_for(&expired, now())
+                .map(|d| human_duration(d))
+                .as_deref(),
+            Some("3 h 12 min")
+        );
+        assert_eq!(
+            jwt_expired_for(&jwt(&format!(r#"{{"exp":{}}}"#, NOW_UNIX + 5)), now()),
+            None
+        );
+        assert_eq!(jwt_expired_for("opaque", now()), None);
+        for (secs, text) in [
+            (40, "40 s"),
+            (300, "5 min"),
+            (2 * 86_400 + 3 * 3600, "2 d 3 h"),
+        ] {
+            assert_eq!(human_duration(Duration::from_secs(secs)), text);
         }
     }
 

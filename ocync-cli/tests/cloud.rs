@@ -284,3 +284,82 @@ async fn sync_into_acr_with_a_service_principal() {
     );
     assert_no_secret(&[&out, &err], &["wrong-secret-not-real"]);
 }
+
+/// AWS_CA_BUNDLE, as the AWS CLI and SDKs honour it: the ECR API behind a TLS endpoint signed
+/// by a CA nobody else trusts works only when the bundle names that CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_ca_bundle_is_trusted_for_the_ecr_api() {
+    use axum::routing::post;
+    use base64::Engine as _;
+    let password = "bundle-password-not-real";
+    let ecr = TestRegistry::start(
+        RegistryOptions::new()
+            .with_tls_names([ECR_HOST])
+            .with_auth(RegistryAuth::Htpasswd)
+            .with_basic_user("AWS", password),
+    )
+    .await;
+    let proxy = ConnectProxy::start(vec![(format!("{ECR_HOST}:443"), ecr.addr())]).await;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("AWS:{password}"));
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 43_200;
+    let api_ca = ocync_transport::testing::TestCa::new();
+    let router = axum::Router::new().route(
+        "/",
+        post(move || {
+            let body = serde_json::json!({"authorizationData": [{
+                "authorizationToken": token,
+                "expiresAt": expires,
+                "proxyEndpoint": format!("https://{ECR_HOST}")
+            }]});
+            async move {
+                (
+                    [("content-type", "application/x-amz-json-1.1")],
+                    body.to_string(),
+                )
+            }
+        }),
+    );
+    let (api, _server) = ocync_transport::testing::serve_tls(router, &api_ca).await;
+    let home = tempfile::tempdir().unwrap();
+    let bundle = api_ca.write_ca(home.path());
+    let config = home.path().join("ocync.yaml");
+    std::fs::write(
+        &config,
+        format!("registries:\n  ecr:\n    url: {ECR_HOST}\nmappings: []\n"),
+    )
+    .unwrap();
+    let env = |cmd: &mut Command| {
+        cmd.env("AWS_ACCESS_KEY_ID", "AKIATESTONLY0000")
+            .env("AWS_SECRET_ACCESS_KEY", "not-a-real-secret")
+            .env("AWS_REGION", "us-east-1")
+            .env(
+                "AWS_ENDPOINT_URL_ECR",
+                format!("https://127.0.0.1:{}", api.port()),
+            )
+            .env("HTTPS_PROXY", proxy.url())
+            .env("SSL_CERT_FILE", ecr.ca_file().unwrap());
+    };
+    let mut cmd = ocync(home.path());
+    env(&mut cmd);
+    cmd.args(["auth", "check", "--config"]).arg(&config);
+    let (code, out, _) = run(cmd).await;
+    assert_ne!(
+        code, 0,
+        "the API's CA is not trusted without the bundle: {out}"
+    );
+    let mut cmd = ocync(home.path());
+    env(&mut cmd);
+    cmd.env("AWS_CA_BUNDLE", &bundle)
+        .args(["auth", "check", "--config"])
+        .arg(&config);
+    let (code, out, err) = run(cmd).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("via ecr") && out.contains("reachable"),
+        "{out}"
+    );
+}

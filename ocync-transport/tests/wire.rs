@@ -912,3 +912,77 @@ async fn head_without_digest_header_falls_back_to_get() {
     let d = client.manifest_head("app", "v1").await.unwrap().unwrap();
     assert_eq!(d.digest, Digest::sha256(&manifest));
 }
+
+/// An expired fixed token is refused before it is sent, naming the registry; a 403 (the
+/// credentials are fine but lack the permission) is told apart from a 401 in the message.
+#[tokio::test]
+async fn expired_static_token_and_403_versus_401() {
+    use base64::Engine as _;
+    let server = MockServer::start().await;
+    let challenge = format!(
+        r#"Bearer realm="http://{}/token",service="wire-test""#,
+        server.address()
+    );
+    Mock::given(path("/v2/app/manifests/v1"))
+        .and(header_exists("authorization"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(serde_json::json!({"errors": [{"code": "DENIED", "message": "requested access to the resource is denied"}]})))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/v2/app/manifests/v1"))
+        .respond_with(
+            ResponseTemplate::new(401).insert_header("www-authenticate", challenge.as_str()),
+        )
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    let expired = format!(
+        "{}.{}.sig",
+        b64(r#"{"alg":"none"}"#),
+        b64(r#"{"exp":1000000000}"#)
+    );
+    let client = http_client(&server)
+        .credentials(Arc::new(StaticProvider::new(Credential::Bearer {
+            token: expired.clone().into(),
+        })))
+        .build()
+        .unwrap();
+    let err = client.manifest("app", "v1").await.unwrap_err();
+    assert!(err.is_unauthorized(), "{err:?}");
+    let chain = format!(
+        "{err}: {}",
+        std::error::Error::source(&err)
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    );
+    assert!(
+        chain.contains("expired") && chain.contains(&server.address().to_string()),
+        "{chain}"
+    );
+    assert!(
+        !format!("{err:?}").contains(&expired),
+        "the token is not in the error"
+    );
+
+    let valid = format!(
+        "{}.{}.sig",
+        b64(r#"{"alg":"none"}"#),
+        b64(r#"{"exp":4000000000}"#)
+    );
+    let client = http_client(&server)
+        .credentials(Arc::new(StaticProvider::new(Credential::Bearer {
+            token: valid.into(),
+        })))
+        .build()
+        .unwrap();
+    let err = client.manifest("app", "v1").await.unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Denied { status, .. } if status.as_u16() == 403),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("403 Forbidden") && err.to_string().contains("DENIED"),
+        "{err}"
+    );
+}

@@ -82,6 +82,14 @@ impl Sdk {
                 if let Some(profile) = &self.options.aws_profile {
                     loader = loader.profile_name(profile);
                 }
+                // The AWS CLI and the other SDKs trust AWS_CA_BUNDLE (a proxy or private
+                // endpoint's CA); the Rust SDK does not read it, so it is added here.
+                if let Some(bundle) = std::env::var_os("AWS_CA_BUNDLE").filter(|b| !b.is_empty()) {
+                    match ca_bundle_client(std::path::Path::new(&bundle)) {
+                        Ok(client) => loader = loader.http_client(client),
+                        Err(e) => tracing::error!(path = %std::path::Path::new(&bundle).display(), error = %e, "AWS_CA_BUNDLE cannot be used; the system's CA certificates are trusted instead"),
+                    }
+                }
                 tracing::debug!(
                     profile = self.options.aws_profile.as_deref(),
                     region,
@@ -190,4 +198,25 @@ impl Sdk {
         // The map is consistent after every statement, so a panic elsewhere cannot poison it.
         self.clients.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// An SDK HTTP client trusting the system's CA certificates and those of the PEM file `path`.
+fn ca_bundle_client(
+    path: &std::path::Path,
+) -> Result<aws_sdk_ecr::config::SharedHttpClient, String> {
+    use aws_smithy_http_client::tls;
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err("it holds no PEM certificate".to_owned());
+    }
+    let context = tls::TlsContext::builder()
+        .with_trust_store(tls::TrustStore::default().with_pem_certificate(pem))
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(context)
+        .build_https())
 }
