@@ -605,7 +605,7 @@ mod tests {
         let expired = jwt(&format!(r#"{{"exp":{}}}"#, NOW_UNIX - 3 * 3600 - 720));
         assert_eq!(
             jwt_expired_for(&expired, now())
-                .map(|d| human_duration(d))
+                .map(human_duration)
                 .as_deref(),
             Some("3 h 12 min")
         );
