@@ -1,6 +1,7 @@
 //! [`ProviderChain`]: ask providers in order until one has a credential.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use crate::{BoxFuture, Credential, CredentialProvider, Error};
 
@@ -10,6 +11,8 @@ use crate::{BoxFuture, Credential, CredentialProvider, Error};
 #[derive(Clone, Debug, Default)]
 pub struct ProviderChain {
     providers: Vec<Arc<dyn CredentialProvider>>,
+    /// Which member answered last, per registry (`None`: none did).
+    answers: Arc<Mutex<HashMap<String, Option<&'static str>>>>,
 }
 
 impl ProviderChain {
@@ -56,7 +59,9 @@ impl ProviderChain {
             match provider.credential(registry).await {
                 Ok(Some(credential)) => {
                     tracing::debug!(provider = name, registry, "credential provider answered");
-                    return Ok(Some((name, credential)));
+                    let answered = provider.answered_by(registry).unwrap_or(name);
+                    self.remember(registry, Some(answered));
+                    return Ok(Some((answered, credential)));
                 }
                 Ok(None) => {
                     tracing::trace!(provider = name, registry, "credential provider has nothing");
@@ -72,7 +77,15 @@ impl ProviderChain {
             }
         }
         tracing::debug!(registry, "no credential provider answered");
+        self.remember(registry, None);
         Ok(None)
+    }
+
+    fn remember(&self, registry: &str, answered: Option<&'static str>) {
+        self.answers
+            .lock()
+            .expect("answers lock")
+            .insert(registry.to_owned(), answered);
     }
 }
 
@@ -86,6 +99,15 @@ impl CredentialProvider for ProviderChain {
         registry: &'a str,
     ) -> BoxFuture<'a, Result<Option<Credential>, Error>> {
         Box::pin(async move { Ok(self.resolve(registry).await?.map(|(_, c)| c)) })
+    }
+
+    fn answered_by(&self, registry: &str) -> Option<&'static str> {
+        self.answers
+            .lock()
+            .expect("answers lock")
+            .get(registry)
+            .copied()
+            .flatten()
     }
 }
 

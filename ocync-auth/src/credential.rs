@@ -60,6 +60,14 @@ pub trait CredentialProvider: Send + Sync + fmt::Debug {
         &'a self,
         registry: &'a str,
     ) -> BoxFuture<'a, Result<Option<Credential>, Error>>;
+
+    /// The provider that supplied the last credential for `registry`, for error messages
+    /// ("rejected the credentials from docker-config"). A chain names the member that
+    /// answered; `None` when nothing was supplied.
+    fn answered_by(&self, registry: &str) -> Option<&'static str> {
+        let _ = registry;
+        Some(self.name())
+    }
 }
 
 /// `host[:port]` of a registry as docker's `ConvertToHostname` writes it: no scheme, no path,

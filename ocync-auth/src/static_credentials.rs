@@ -60,6 +60,10 @@ impl CredentialProvider for AnonymousProvider {
         "anonymous"
     }
 
+    fn answered_by(&self, _registry: &str) -> Option<&'static str> {
+        None
+    }
+
     fn credential<'a>(
         &'a self,
         _registry: &'a str,

@@ -277,6 +277,10 @@ async fn docker_config_credentials_and_no_secret_in_any_output() {
         let (code, out, err) = run_async(cmd).await;
         assert_eq!(code, 4, "{err}");
         assert!(err.contains(&registry.host()), "{err}");
+        assert!(
+            err.contains("docker-config"),
+            "names the provider whose credentials failed: {err}"
+        );
         assert!(!out.contains("not-the-password") && !err.contains("not-the-password"));
     }
 }

@@ -882,12 +882,30 @@ impl Client {
         } else {
             detail
         };
+        let provider = match self.credential().await {
+            Ok(Some(_)) => self.inner.credentials.answered_by(&self.inner.registry),
+            _ => None,
+        };
+        let registry = &self.inner.registry;
+        let hint = match (provider, status) {
+            (Some(p), StatusCode::FORBIDDEN) => {
+                format!("the credentials from {p} are valid but lack this permission on {registry}")
+            }
+            (Some(p), _) => {
+                format!("{registry} refused the credentials from {p}; check or renew them")
+            }
+            (None, _) => format!(
+                "no credentials were found for {registry}: run `docker login {registry}`, or set auth_type and credentials for it in the configuration"
+            ),
+        };
         ErrorKind::Denied {
-            registry: self.inner.registry.clone(),
+            registry: registry.clone(),
             repository,
             action: access.as_str(),
             status,
             detail,
+            provider,
+            hint,
         }
         .into()
     }
@@ -961,6 +979,7 @@ impl Client {
             .map_err(|source| {
                 ErrorKind::Auth {
                     registry: self.inner.registry.clone(),
+                    provider: None,
                     source,
                 }
                 .into()
@@ -1020,6 +1039,11 @@ impl Client {
             .map_err(|source| -> Error {
                 ErrorKind::Auth {
                     registry: self.inner.registry.clone(),
+                    provider: if source.is_auth_failure() {
+                        self.inner.credentials.answered_by(&self.inner.registry)
+                    } else {
+                        None
+                    },
                     source,
                 }
                 .into()

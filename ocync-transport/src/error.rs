@@ -34,19 +34,19 @@ pub enum ErrorKind {
     },
 
     /// A credential provider or token exchange failed.
-    #[error("authentication with {registry} failed")]
+    #[error("authentication with {registry} failed{}", provider.map(|p| format!(" (credentials from {p})")).unwrap_or_default())]
     Auth {
         /// The registry.
         registry: String,
+        /// The provider whose credentials the token server refused, when it was one.
+        provider: Option<&'static str>,
         /// The cause.
         #[source]
         source: ocync_auth::Error,
     },
 
     /// The registry refused the credentials or the action.
-    #[error(
-        "{registry} denied {action} on repository '{repository}' ({status}{detail}): check the credentials configured for {registry}"
-    )]
+    #[error("{registry} denied {action} on repository '{repository}' ({status}{detail}): {hint}")]
     Denied {
         /// The registry.
         registry: String,
@@ -58,6 +58,10 @@ pub enum ErrorKind {
         status: StatusCode,
         /// The registry's error message, prefixed with `: `, or empty.
         detail: String,
+        /// The credential provider whose credentials were refused, if any were sent.
+        provider: Option<&'static str>,
+        /// What to do about it.
+        hint: String,
     },
 
     /// No TCP connection could be made.

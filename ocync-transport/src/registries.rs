@@ -46,6 +46,7 @@ impl Registries {
         let provider = DockerConfigProvider::from_env().map_err(|source| -> Error {
             ErrorKind::Auth {
                 registry: "(docker config)".to_owned(),
+                provider: Some("docker-config"),
                 source,
             }
             .into()

@@ -305,6 +305,10 @@ async fn wrong_password_is_denied_naming_registry_repository_and_action() {
         "{msg}"
     );
     assert!(
+        msg.contains("refused the credentials from static"),
+        "names the provider: {msg}"
+    );
+    assert!(
         !format!("{msg} {err:?}").contains("wrong-password"),
         "no secret in the error"
     );
