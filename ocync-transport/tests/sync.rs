@@ -129,6 +129,16 @@ async fn shared_layers_are_uploaded_once_and_mounted_elsewhere() {
     assert_eq!(report.images.len(), 9);
 
     let uploaded = uploads(&target.requests());
+    // Least privilege: a sync never lists the target's tags or catalog (a target token needs
+    // only pull and push on the repositories it writes).
+    assert!(
+        !target
+            .requests()
+            .iter()
+            .any(|r| r.path.ends_with("/tags/list") || r.path.ends_with("/_catalog")),
+        "{:?}",
+        target.requests()
+    );
     assert_eq!(
         uploaded.len(),
         unique.len(),
