@@ -363,3 +363,41 @@ async fn aws_ca_bundle_is_trusted_for_the_ecr_api() {
         "{out}"
     );
 }
+
+/// ACR's admin user (and repository-scoped tokens, which work the same way): Basic
+/// credentials from the configuration, exchanged at ACR's `/oauth2/token`, with no Entra ID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_into_acr_with_the_admin_user() {
+    let acr = FakeAcr::start(ACR_HOST, "tenant-1", "entra-token-unused").await;
+    let proxy = ConnectProxy::start(vec![acr.route()]).await;
+    let (source, fixture) = seed_source().await;
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("ocync.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "registries:\n  src:\n    url: http://{}\n  acr:\n    url: {ACR_HOST}\n    auth_type: basic\n    credentials:\n      username: {}\n      password: ${{ACR_ADMIN_PASSWORD}}\nmappings:\n  - from: app\n    source: src\n    targets: acr\n",
+            source.host(),
+            acr.admin_username()
+        ),
+    )
+    .unwrap();
+    let mut cmd = ocync(home.path());
+    cmd.env("ACR_ADMIN_PASSWORD", acr.admin_password())
+        .env("HTTPS_PROXY", proxy.url())
+        .env("SSL_CERT_FILE", acr.ca_file())
+        .args(["-vv", "sync", "--config"])
+        .arg(&config);
+    let (code, out, err) = run(cmd).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(acr.exchanges(), 0, "no Entra ID involved");
+    let link = acr
+        .registry()
+        .storage_root()
+        .join("docker/registry/v2/repositories/app/_manifests/tags/v1/current/link");
+    assert_eq!(
+        std::fs::read_to_string(link).unwrap().trim(),
+        fixture.top.digest().to_string()
+    );
+    assert_no_secret(&[&out, &err], &[&acr.admin_password()]);
+}
