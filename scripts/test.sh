@@ -5,7 +5,8 @@
 #   scripts/test.sh            everything
 #   scripts/test.sh -- <args>  extra arguments for `cargo test` (e.g. a test name filter)
 #
-# Needs: the Rust toolchain, and apt (Debian/Ubuntu) to install docker-registry when missing.
+# Needs: the Rust toolchain, apt (Debian/Ubuntu) to install docker-registry when missing, and
+# python3 with pip (PyPI) for moto, which plays the ECR API in the tests.
 # Tests start their own registries on 127.0.0.1 with random ports; nothing leaves loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,6 +53,10 @@ echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test" >&2
 cargo test --workspace --locked "${extra[@]}"
+echo "== feature sets (without the cloud providers, and each alone)" >&2
+for features in "" "ecr" "acr"; do
+  cargo check --locked -p ocync-cli --no-default-features ${features:+--features "$features"}
+done
 echo "== cargo doc (libraries, warnings denied)" >&2
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked -p ocync-core -p ocync-auth -p ocync-transport
 echo "== all checks passed" >&2
