@@ -25,6 +25,7 @@ use ocync_core::{DOCKER_HUB, DOCKER_HUB_API_HOST};
 
 use crate::api::RegistryApi;
 use crate::error::{Error, ErrorKind, host_of, is_plaintext_server};
+use crate::retry;
 use crate::stream::BlobStream;
 
 /// How to reach a registry.
@@ -295,6 +296,7 @@ impl ClientBuilder {
                 tokens: TokenCache::default(),
                 upload: self.upload,
                 stats: Stats::default(),
+                retry_budget: retry::Budget::default(),
                 referrers_api: AtomicU8::new(REFERRERS_UNKNOWN),
             }),
         })
@@ -335,6 +337,7 @@ pub(crate) struct Inner {
     tokens: TokenCache,
     pub(crate) upload: UploadMode,
     pub(crate) stats: Stats,
+    retry_budget: retry::Budget,
     pub(crate) referrers_api: AtomicU8,
 }
 
@@ -432,6 +435,15 @@ impl Request {
     pub(crate) fn body(mut self, body: Body) -> Request {
         self.body = body;
         self
+    }
+
+    /// Whether the request can be sent again as it is, and is safe to repeat.
+    fn repeatable(&self) -> bool {
+        !matches!(self.body, Body::Stream(..))
+            && !matches!(
+                self.kind,
+                RequestKind::UploadChunk | RequestKind::UploadComplete
+            )
     }
 
     fn scopes(&self) -> Scopes {
@@ -535,11 +547,28 @@ tokio::task_local! {
 }
 
 /// Request and byte counters of one client.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Stats {
     requests: [AtomicU64; RequestKind::ALL.len()],
     pub(crate) bytes_uploaded: AtomicU64,
     pub(crate) bytes_downloaded: AtomicU64,
+    pub(crate) retries: AtomicU64,
+    pub(crate) throttled: AtomicU64,
+    /// Last `ratelimit-remaining` seen (Docker Hub, GHCR), `u64::MAX` when none was.
+    pub(crate) ratelimit_remaining: AtomicU64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            requests: Default::default(),
+            bytes_uploaded: AtomicU64::new(0),
+            bytes_downloaded: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+            ratelimit_remaining: AtomicU64::new(u64::MAX),
+        }
+    }
 }
 
 impl Stats {
@@ -562,6 +591,12 @@ pub struct ClientStats {
     pub bytes_uploaded: u64,
     /// Blob bytes received from the registry.
     pub bytes_downloaded: u64,
+    /// Requests sent again after a transient failure.
+    pub retries: u64,
+    /// Responses that were 429 Too Many Requests.
+    pub throttled: u64,
+    /// The registry's last `ratelimit-remaining` (Docker Hub pulls left), if it sent one.
+    pub ratelimit_remaining: Option<u64>,
 }
 
 impl ClientStats {
@@ -599,6 +634,10 @@ impl Client {
                 .collect(),
             bytes_uploaded: s.bytes_uploaded.load(Ordering::Relaxed),
             bytes_downloaded: s.bytes_downloaded.load(Ordering::Relaxed),
+            retries: s.retries.load(Ordering::Relaxed),
+            throttled: s.throttled.load(Ordering::Relaxed),
+            ratelimit_remaining: Some(s.ratelimit_remaining.load(Ordering::Relaxed))
+                .filter(|n| *n != u64::MAX),
         }
     }
 
@@ -753,6 +792,7 @@ impl Client {
         };
         let mut retried = false;
         let mut hops = 0;
+        let mut attempt = 0;
         // A streamed body that fails (a corrupt or truncated source) aborts the request; its
         // error is kept here so the caller sees it rather than hyper's generic body error.
         let body_error: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
@@ -800,10 +840,44 @@ impl Client {
                     if same_host && self.fall_back_to_http(&mut url, &e) {
                         continue;
                     }
-                    return Err(Error::transport(&host_of(&url), e));
+                    let error = Error::transport(&host_of(&url), e);
+                    let facts = (
+                        request.repeatable(),
+                        &request.method.clone(),
+                        &request.url.clone(),
+                    );
+                    if self
+                        .should_retry(facts, &mut attempt, None, &error.to_string())
+                        .await?
+                    {
+                        continue;
+                    }
+                    return Err(error);
                 }
             };
             let status = response.status();
+            if is_transient(status) {
+                let retry_after = response
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| retry::parse_retry_after(v, std::time::SystemTime::now()));
+                if status == StatusCode::TOO_MANY_REQUESTS {
+                    self.inner.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                }
+                let what = format!("{status}");
+                let facts = (
+                    request.repeatable(),
+                    &request.method.clone(),
+                    &request.url.clone(),
+                );
+                if self
+                    .should_retry(facts, &mut attempt, retry_after, &what)
+                    .await?
+                {
+                    continue;
+                }
+            }
             // Redirects are followed here rather than by reqwest, so that an error or a hang
             // names the host actually contacted (ACR data endpoints, S3, CDNs), and credentials
             // go only to the registry's own host.
@@ -859,6 +933,46 @@ impl Client {
             );
             return Err(self.denied(&method, repository, access, response).await);
         }
+    }
+
+    /// Whether to try `request` again after a transient failure (`what`), waiting first. Only
+    /// requests that can be replayed and are safe to repeat are retried: not streamed bodies,
+    /// and not the chunk and completion requests of an upload (whose session state is unknown
+    /// after a failure; the engine restarts such an upload instead). Retries come out of the
+    /// registry's budget; when it is spent the registry is reported as failing.
+    async fn should_retry(
+        &self,
+        (repeatable, method, url): (bool, &Method, &Url),
+        attempt: &mut u32,
+        retry_after: Option<std::time::Duration>,
+        what: &str,
+    ) -> Result<bool, Error> {
+        if !repeatable || *attempt + 1 >= retry::MAX_ATTEMPTS {
+            return Ok(false);
+        }
+        if !self.inner.retry_budget.take() {
+            let (retries, window) = retry::Budget::size();
+            return Err(ErrorKind::RetryBudget {
+                registry: self.inner.registry.clone(),
+                retries,
+                window_secs: window.as_secs(),
+                last: what.to_owned(),
+            }
+            .into());
+        }
+        *attempt += 1;
+        self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
+        let wait = retry::delay(*attempt, retry_after);
+        tracing::warn!(
+            registry = %self.inner.registry,
+            method = %method,
+            url = %crate::error::redact(url),
+            attempt = *attempt,
+            wait_ms = wait.as_millis() as u64,
+            "{what}; retrying"
+        );
+        tokio::time::sleep(wait).await;
+        Ok(true)
     }
 
     /// The registry's answer to a denied request, as an error naming registry, repository and
@@ -1071,6 +1185,20 @@ impl Client {
         let body = response.bytes().await.unwrap_or_default();
         Error::from_response(method, &url, status, &body, retry_after)
     }
+}
+
+/// Statuses worth another attempt: timeouts, throttling and server errors (RFC 9110; 501 and
+/// 505 say the request will never work).
+fn is_transient(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::REQUEST_TIMEOUT
+            | StatusCode::TOO_MANY_REQUESTS
+            | StatusCode::INTERNAL_SERVER_ERROR
+            | StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT
+    )
 }
 
 fn token_key(realm: &str, service: Option<&str>, scopes: &Scopes) -> TokenKey {

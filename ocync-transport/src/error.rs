@@ -125,6 +125,22 @@ pub enum ErrorKind {
         retry_after: Option<u64>,
     },
 
+    /// The registry kept failing: its retry budget is spent, so requests fail at once instead
+    /// of waiting on a registry that is down.
+    #[error(
+        "{registry} keeps failing ({retries} retries in the last {window_secs} s, last: {last}): giving up on it; is it up and reachable?"
+    )]
+    RetryBudget {
+        /// The registry.
+        registry: String,
+        /// Retries the budget allows per window.
+        retries: u32,
+        /// The window, seconds.
+        window_secs: u64,
+        /// The last failure.
+        last: String,
+    },
+
     /// A manifest or tag does not exist.
     #[error("manifest '{reference}' not found in {location}")]
     ManifestNotFound {

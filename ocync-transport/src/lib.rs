@@ -33,6 +33,7 @@ mod manifest;
 mod referrers;
 mod registries;
 mod repository;
+mod retry;
 mod stream;
 mod sync;
 mod tag;

@@ -13,7 +13,7 @@ use ocync_transport::{
     BlobStream, Client, ClientBuilder, CopyOptions, ErrorKind, Mount, Repository, UploadMode,
     copy_image,
 };
-use wiremock::matchers::{body_bytes, header, header_exists, method, path, query_param};
+use wiremock::matchers::{any, body_bytes, header, header_exists, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 fn http_client(server: &MockServer) -> ClientBuilder {
@@ -985,4 +985,92 @@ async fn expired_static_token_and_403_versus_401() {
         err.to_string().contains("403 Forbidden") && err.to_string().contains("DENIED"),
         "{err}"
     );
+}
+
+/// A 500 then a 200: the GET is sent again once and succeeds; the retry is counted.
+#[tokio::test]
+async fn transient_server_error_is_retried() {
+    let server = MockServer::start().await;
+    let manifest = oci_manifest(&descriptor(MediaType::OciConfig, b"{}"), &[]);
+    Mock::given(method("GET"))
+        .and(path("/v2/app/manifests/v1"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v2/app/manifests/v1"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(manifest.clone(), MANIFEST_TYPE))
+        .expect(1)
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let client = http_client(&server).build().unwrap();
+    assert_eq!(
+        client.manifest("app", "v1").await.unwrap().bytes(),
+        &manifest
+    );
+    let stats = client.stats();
+    assert_eq!(
+        (
+            stats.get(ocync_transport::RequestKind::ManifestGet),
+            stats.retries
+        ),
+        (2, 1)
+    );
+}
+
+/// 429 with `Retry-After`: counted as throttled and retried; a request that can never work
+/// (404) is not retried.
+#[tokio::test]
+async fn throttled_requests_wait_and_retry_but_not_found_does_not() {
+    let server = MockServer::start().await;
+    Mock::given(method("HEAD"))
+        .and(path("/v2/app/manifests/v1"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "0"))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("HEAD"))
+        .and(path("/v2/app/manifests/v1"))
+        .respond_with(ResponseTemplate::new(404))
+        .expect(1)
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let client = http_client(&server).build().unwrap();
+    assert_eq!(client.manifest_head("app", "v1").await.unwrap(), None);
+    let stats = client.stats();
+    assert_eq!((stats.throttled, stats.retries, stats.total()), (2, 2, 3));
+}
+
+/// A registry that keeps failing spends its retry budget, then fails fast with an error that
+/// says so, instead of being retried forever.
+#[tokio::test]
+async fn dead_registry_exhausts_the_retry_budget() {
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(503).insert_header("retry-after", "0"))
+        .mount(&server)
+        .await;
+    let client = http_client(&server).build().unwrap();
+    let mut last = None;
+    for _ in 0..40 {
+        let err = client.manifest_head("app", "v1").await.unwrap_err();
+        if matches!(err.kind(), ErrorKind::RetryBudget { .. }) {
+            last = Some(err);
+            break;
+        }
+    }
+    let err = last.expect("the budget runs out");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&server.address().to_string())
+            && msg.contains("503")
+            && msg.contains("giving up"),
+        "{msg}"
+    );
+    assert_eq!(client.stats().retries, 60, "exactly the budget was spent");
 }
