@@ -297,6 +297,7 @@ impl ClientBuilder {
                 upload: self.upload,
                 stats: Stats::default(),
                 retry_budget: retry::Budget::default(),
+                force_chunked: std::sync::atomic::AtomicBool::new(false),
                 referrers_api: AtomicU8::new(REFERRERS_UNKNOWN),
             }),
         })
@@ -338,6 +339,8 @@ pub(crate) struct Inner {
     pub(crate) upload: UploadMode,
     pub(crate) stats: Stats,
     retry_budget: retry::Budget,
+    /// Set when the registry refused a whole blob in one request: upload in chunks.
+    pub(crate) force_chunked: std::sync::atomic::AtomicBool,
     pub(crate) referrers_api: AtomicU8,
 }
 
@@ -856,6 +859,7 @@ impl Client {
                 }
             };
             let status = response.status();
+            self.note_rate_limit(response.headers());
             if is_transient(status) {
                 let retry_after = response
                     .headers()
@@ -932,6 +936,36 @@ impl Client {
                 request.access,
             );
             return Err(self.denied(&method, repository, access, response).await);
+        }
+    }
+
+    /// Docker Hub (`ratelimit-remaining: 95;w=21600`) and GHCR (`x-ratelimit-remaining`) say
+    /// how many requests are left: keep the figure for the report, and warn once it drops
+    /// under a tenth of the limit, before the registry starts answering 429.
+    fn note_rate_limit(&self, headers: &HeaderMap) {
+        let number = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(';').next())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let Some(remaining) =
+            number("ratelimit-remaining").or_else(|| number("x-ratelimit-remaining"))
+        else {
+            return;
+        };
+        let limit = number("ratelimit-limit").or_else(|| number("x-ratelimit-limit"));
+        let before = self
+            .inner
+            .stats
+            .ratelimit_remaining
+            .swap(remaining, Ordering::Relaxed);
+        if let Some(limit) = limit
+            && remaining < limit / 10
+            && (before == u64::MAX || before >= limit / 10)
+        {
+            tracing::warn!(registry = %self.inner.registry, remaining, limit, "the registry's request allowance is nearly spent");
         }
     }
 

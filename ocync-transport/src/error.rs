@@ -176,6 +176,8 @@ pub enum ErrorKind {
         actual: u64,
         /// A hint, e.g. that the download was cut short.
         hint: &'static str,
+        /// The connection dropped (worth a retry), as opposed to content of the wrong size.
+        interrupted: bool,
     },
 
     /// A manifest is larger than [`ocync_core::MAX_MANIFEST_SIZE`].
@@ -306,6 +308,8 @@ impl Error {
             ErrorKind::Timeout { .. } | ErrorKind::Connect { .. } | ErrorKind::Request { .. } => {
                 true
             }
+            // A download cut off by the network; content of the wrong size is not transient.
+            ErrorKind::BlobSize { interrupted, .. } => *interrupted,
             ErrorKind::Status { status, .. } => {
                 *status == StatusCode::REQUEST_TIMEOUT
                     || *status == StatusCode::TOO_MANY_REQUESTS
@@ -342,7 +346,11 @@ impl Error {
     pub fn is_corrupt(&self) -> bool {
         matches!(
             &*self.kind,
-            ErrorKind::BlobDigest { .. } | ErrorKind::BlobSize { .. }
+            ErrorKind::BlobDigest { .. }
+                | ErrorKind::BlobSize {
+                    interrupted: false,
+                    ..
+                }
         ) || matches!(
             &*self.kind,
             ErrorKind::Oci {

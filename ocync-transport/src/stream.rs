@@ -94,7 +94,7 @@ struct Verify {
 }
 
 impl Verify {
-    fn size_error(&self, actual: u64, hint: &'static str) -> Error {
+    fn size_error(&self, actual: u64, hint: &'static str, interrupted: bool) -> Error {
         let digest = self
             .verifier
             .as_ref()
@@ -106,6 +106,7 @@ impl Verify {
             expected: self.expected_size,
             actual,
             hint,
+            interrupted,
         }
         .into()
     }
@@ -135,9 +136,11 @@ impl Stream for Verify {
                     if len > this.expected_size {
                         this.done = true;
                         this.held = None;
-                        return Poll::Ready(Some(Err(
-                            this.size_error(len, ": more bytes than the descriptor says")
-                        )));
+                        return Poll::Ready(Some(Err(this.size_error(
+                            len,
+                            ": more bytes than the descriptor says",
+                            false,
+                        ))));
                     }
                     if let Some(previous) = this.held.replace(chunk) {
                         return Poll::Ready(Some(Ok(previous)));
@@ -148,9 +151,8 @@ impl Stream for Verify {
                     this.held = None;
                     let received = this.verifier.as_ref().map_or(0, Verifier::len);
                     let err = match e.kind() {
-                        ErrorKind::Request { .. } if received < this.expected_size => {
-                            this.size_error(received, ": the connection closed before the end")
-                        }
+                        ErrorKind::Request { .. } if received < this.expected_size => this
+                            .size_error(received, ": the connection closed before the end", true),
                         _ => e,
                     };
                     return Poll::Ready(Some(Err(err)));
@@ -165,9 +167,11 @@ impl Stream for Verify {
                     if received != this.expected_size {
                         this.verifier = Some(verifier);
                         this.held = None;
-                        return Poll::Ready(Some(Err(
-                            this.size_error(received, ": the download was cut short")
-                        )));
+                        return Poll::Ready(Some(Err(this.size_error(
+                            received,
+                            ": the download was cut short",
+                            false,
+                        ))));
                     }
                     if let Err(ocync_core::Error::DigestMismatch { expected, actual }) =
                         verifier.finish()

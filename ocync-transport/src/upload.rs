@@ -37,6 +37,25 @@ pub enum Mount {
     Session(UploadSession),
 }
 
+/// ACR answers 413 (or resets the connection) for request bodies above about 20 MB
+/// (goharbor/harbor#23015); blobs above this go in chunks there from the start.
+const ACR_MONOLITHIC_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// The chunk size when chunks are chosen automatically: under every known cap (ACR ~20 MB per
+/// request; GHCR reported 4 MiB per request is handled by its own setting) and large enough
+/// that ECR's 5 MiB minimum part size holds.
+const FALLBACK_CHUNK: u64 = 8 * 1024 * 1024;
+
+fn is_acr(host: &str) -> bool {
+    let host = host
+        .rsplit_once(':')
+        .map_or(host, |(h, _)| h)
+        .to_ascii_lowercase();
+    [".azurecr.io", ".azurecr.cn", ".azurecr.us"]
+        .iter()
+        .any(|s| host.ends_with(s))
+}
+
 fn octet_stream() -> HeaderValue {
     HeaderValue::from_static("application/octet-stream")
 }
@@ -127,17 +146,46 @@ impl Client {
             None => self.start_upload(repository).await?,
         };
         let cancel = session.clone();
-        let result = match self.inner.upload {
+        let mode = self.upload_mode(descriptor.size);
+        let result = match mode {
             UploadMode::Monolithic => self.put_whole(session, descriptor, stream).await,
             UploadMode::Chunked { chunk_size } => {
                 self.put_chunks(session, descriptor, stream, chunk_size)
                     .await
             }
         };
-        if result.is_err() {
+        if let Err(e) = &result {
+            // A registry that refuses a whole blob in one request (413, or a reset mid-body,
+            // as ACR does above ~20 MB) gets chunks from now on; the caller retries.
+            let refused = e.status() == Some(StatusCode::PAYLOAD_TOO_LARGE)
+                || (matches!(e.kind(), crate::ErrorKind::Request { .. })
+                    && descriptor.size > FALLBACK_CHUNK);
+            if mode == UploadMode::Monolithic
+                && refused
+                && !self.inner.force_chunked.swap(true, Ordering::Relaxed)
+            {
+                tracing::warn!(registry = %self.inner.registry, error = %e, "the registry refused a whole blob in one request; uploading in chunks from now on");
+            }
             self.cancel_upload(cancel).await;
         }
         result
+    }
+
+    /// How to upload a blob of `size` bytes: the configured mode, except that blobs above
+    /// ACR's monolithic limit go in chunks from the start, and that a registry which refused a
+    /// whole blob gets chunks for the rest of the run.
+    fn upload_mode(&self, size: u64) -> UploadMode {
+        match self.inner.upload {
+            UploadMode::Monolithic
+                if self.inner.force_chunked.load(Ordering::Relaxed)
+                    || (is_acr(&self.inner.api_host) && size > ACR_MONOLITHIC_LIMIT) =>
+            {
+                UploadMode::Chunked {
+                    chunk_size: FALLBACK_CHUNK,
+                }
+            }
+            mode => mode,
+        }
     }
 
     async fn put_whole(

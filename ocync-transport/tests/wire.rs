@@ -1074,3 +1074,21 @@ async fn dead_registry_exhausts_the_retry_budget() {
     );
     assert_eq!(client.stats().retries, 60, "exactly the budget was spent");
 }
+
+/// Docker Hub's `ratelimit-remaining` is read and surfaced in the client's counters.
+#[tokio::test]
+async fn docker_hub_rate_limit_headers_are_surfaced() {
+    let server = MockServer::start().await;
+    Mock::given(method("HEAD"))
+        .respond_with(
+            ResponseTemplate::new(404)
+                .insert_header("ratelimit-limit", "100;w=21600")
+                .insert_header("ratelimit-remaining", "7;w=21600"),
+        )
+        .mount(&server)
+        .await;
+    let client = http_client(&server).build().unwrap();
+    assert_eq!(client.stats().ratelimit_remaining, None);
+    client.manifest_head("app", "v1").await.unwrap();
+    assert_eq!(client.stats().ratelimit_remaining, Some(7));
+}

@@ -24,6 +24,9 @@ use crate::upload::{Mount, UploadSession};
 
 use super::cache::Cache;
 
+/// Times a failed blob transfer is started again.
+const TRANSFER_RETRIES: u32 = 2;
+
 /// Chunks buffered per target when one source stream feeds several uploads: the slowest target
 /// sets the pace, memory stays at a few chunks per target.
 const TEE_DEPTH: usize = 8;
@@ -174,20 +177,46 @@ impl Blobs {
             .acquire()
             .await
             .expect("semaphore is never closed");
-        let stream = source.blob(descriptor).await?;
-        let results = if slots.len() == 1 {
-            let slot = &mut slots[0];
-            vec![
-                slot.place
-                    .repository
-                    .push_blob(descriptor, stream, slot.session.take())
-                    .await,
-            ]
-        } else {
-            tee(stream, descriptor, &mut slots, &source.display_name()).await
+        let results = match source.blob(descriptor).await {
+            Err(e) => vec![Err(e); slots.len()],
+            Ok(stream) if slots.len() == 1 => {
+                let slot = &mut slots[0];
+                vec![
+                    slot.place
+                        .repository
+                        .push_blob(descriptor, stream, slot.session.take())
+                        .await,
+                ]
+            }
+            Ok(stream) => tee(stream, descriptor, &mut slots, &source.display_name()).await,
         };
         let mut first_error = None;
-        for (mut slot, result) in slots.into_iter().zip(results) {
+        for (mut slot, mut result) in slots.into_iter().zip(results) {
+            // A transfer that failed for a passing reason (a reset, a 5xx, a 429, a body too
+            // large for one request) starts again from the source, for this target only. The
+            // bytes are not kept between attempts, so each one reads the source again.
+            let mut attempt = 0;
+            while let Err(e) = &result
+                && attempt < TRANSFER_RETRIES
+                && (e.is_retryable() || e.status() == Some(reqwest::StatusCode::PAYLOAD_TOO_LARGE))
+            {
+                attempt += 1;
+                let wait = crate::retry::delay(
+                    attempt,
+                    e.retry_after().map(std::time::Duration::from_secs),
+                );
+                tracing::warn!(blob = %digest, target = %slot.place.repository.display_name(), error = %e, attempt, "blob transfer failed; starting it again");
+                tokio::time::sleep(wait).await;
+                result = match source.blob(descriptor).await {
+                    Ok(stream) => {
+                        slot.place
+                            .repository
+                            .push_blob(descriptor, stream, None)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+            }
             match result {
                 Ok(()) => {
                     *slot.guard = true;

@@ -309,6 +309,9 @@ impl Shared {
                     requests: stats.requests,
                     bytes_uploaded: stats.bytes_uploaded,
                     bytes_downloaded: stats.bytes_downloaded,
+                    retries: stats.retries,
+                    throttled: stats.throttled,
+                    ratelimit_remaining: stats.ratelimit_remaining,
                 },
             );
         }

@@ -100,6 +100,13 @@ pub struct RegistryStats {
     pub bytes_uploaded: u64,
     /// Blob bytes downloaded.
     pub bytes_downloaded: u64,
+    /// Requests sent again after a transient failure.
+    pub retries: u64,
+    /// 429 responses.
+    pub throttled: u64,
+    /// The registry's last `ratelimit-remaining` (Docker Hub pulls left), if it sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratelimit_remaining: Option<u64>,
 }
 
 /// Everything a run did.

@@ -13,6 +13,10 @@
 //!   servers and refuses everything else.
 //! - [`FakeAcr`], [`FakeAad`]: an Azure Container Registry login server (Entra exchange, token
 //!   endpoint, reverse proxy to a real token-auth registry) and an Entra ID token endpoint.
+//! - [`NginxFront`]: nginx in front of a [`TestRegistry`], rate limiting (`429` with or
+//!   without `Retry-After`) and capping request bodies (`413`), with a parsed access log.
+//! - [`FaultServer`]: an in-process registry for blob uploads and downloads that answers
+//!   scripted [`Fault`]s (error statuses, cut connections, slow bodies, a body size cap).
 //! - [`fixture`]: deterministic OCI content with real digests (images, indexes, OCI 1.1
 //!   artifacts and referrers, large streamed layers) and OCI image layout writers.
 //!
@@ -20,7 +24,9 @@
 
 pub mod acr;
 mod base64;
+pub mod faults;
 pub mod fixture;
+pub mod nginx;
 pub mod proxy;
 pub mod registry;
 pub mod tls;
@@ -28,7 +34,9 @@ pub mod token_server;
 
 pub use acr::{FakeAad, FakeAcr, FormRequest};
 
+pub use faults::{Fault, FaultRequest, FaultServer};
 pub use fixture::{Blob, Fixture, ImageFixture, LargeImage, LargeLayout, PseudoRandom};
+pub use nginx::{NginxFront, NginxLine, NginxOptions};
 pub use proxy::{ConnectProxy, ProxyRequest};
 pub use registry::{RegistryAuth, RegistryOptions, RequestLine, TestRegistry};
 pub use tls::{TestCa, install_crypto_provider, plain_client, serve, serve_tls};
