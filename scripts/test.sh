@@ -5,7 +5,7 @@
 #   scripts/test.sh            everything
 #   scripts/test.sh -- <args>  extra arguments for `cargo test` (e.g. a test name filter)
 #
-# Needs: the Rust toolchain, apt (Debian/Ubuntu) to install docker-registry when missing, and
+# Needs: the Rust toolchain, apt (Debian/Ubuntu) to install docker-registry and nginx when missing, and
 # python3 with pip (PyPI) for moto, which plays the ECR API in the tests.
 # Tests start their own registries on 127.0.0.1 with random ports; nothing leaves loopback.
 set -euo pipefail
@@ -19,6 +19,8 @@ sudo_cmd=()
 
 need_pkgs=()
 command -v docker-registry >/dev/null 2>&1 || [ -x /usr/bin/docker-registry ] || need_pkgs+=(docker-registry)
+# nginx fronts the registry with limit_req (429s, Retry-After, body caps) in the pressure tests.
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx-light)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "installing ${need_pkgs[*]} (apt)" >&2
   "${sudo_cmd[@]}" apt-get update -qq

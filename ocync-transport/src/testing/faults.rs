@@ -981,15 +981,18 @@ async fn body_bytes(body: &mut Body) -> Bytes {
 
 /// A body that yields `prefix` and then fails: hyper aborts the connection short of the
 /// `Content-Length` already sent, which the client sees as a truncated body.
+///
+/// The pause before the failure matters: hyper writes buffered data only when the body has
+/// nothing more to give, and a failure that follows at once would drop the headers too.
 fn cut_body(prefix: Bytes) -> Body {
-    let items: Vec<Result<Bytes, std::io::Error>> = vec![
-        Ok(prefix),
+    let failure = futures::stream::once(async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
         Err(std::io::Error::new(
             std::io::ErrorKind::ConnectionReset,
             "scripted reset",
-        )),
-    ];
-    Body::from_stream(futures::stream::iter(items))
+        ))
+    });
+    Body::from_stream(futures::stream::iter([Ok(prefix)]).chain(failure))
 }
 
 /// A body that yields `bytes` at about `bytes_per_sec`, ten pieces a second.

@@ -130,7 +130,9 @@ pub struct NginxLine {
     pub upstream_status: Option<u16>,
     /// Bytes nginx read for the request: request line, headers and body (`$request_length`).
     pub request_length: u64,
-    /// The request's `Content-Length` header, `None` for chunked or empty bodies.
+    /// The request's `Content-Length` (`$content_length`). For a chunked body nginx fills it
+    /// in with the length read once the body is complete, so `None` means no body, or a
+    /// chunked body cut short (e.g. by the `413` of [`NginxOptions::max_body`]).
     pub content_length: Option<u64>,
     /// Response body bytes sent (`$body_bytes_sent`).
     pub body_bytes_sent: u64,
