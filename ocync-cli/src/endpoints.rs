@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use anyhow::Context as _;
 
 use ocync_transport::{
-    ClientBuilder, Endpoint, Mapping, ReferrerPolicy, SyncPlan, TagFilter, Target, UploadMode,
+    ClientBuilder, Endpoint, Limits, Mapping, ReferrerPolicy, RegistryKind, SyncPlan, TagFilter,
+    Target, UploadMode,
 };
 
 use crate::config::{self, Config};
@@ -64,6 +65,12 @@ pub(crate) fn endpoint(
     if let Some(ca) = &registry.ca_file {
         builder = builder.ca_file(ca);
     }
+    let mut limits =
+        Limits::for_kind(RegistryKind::detect(&host)).max_concurrent(registry.max_concurrent);
+    for (group, rate) in &registry.rate_limits {
+        limits = limits.rate(*group, *rate);
+    }
+    builder = builder.limits(limits);
     if let Some(chunk_size) = registry.chunk_size {
         builder = builder.upload_mode(UploadMode::Chunked { chunk_size });
     }

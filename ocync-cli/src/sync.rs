@@ -137,6 +137,33 @@ fn summarise(report: &SyncReport, labels: &[String]) {
         human_bytes(report.bytes_uploaded()),
         report.duration().as_secs_f64()
     );
+    for (registry, stats) in &report.registries {
+        if stats.throttled == 0 && stats.retries == 0 && stats.ratelimit_remaining.is_none() {
+            continue;
+        }
+        let paced: Vec<String> = stats
+            .pacing
+            .iter()
+            .filter_map(|lane| {
+                let rate = lane.rate_per_second?;
+                Some(format!("{} at {rate:.1}/s", lane.groups.join("+")))
+            })
+            .collect();
+        tracing::info!(
+            "{registry}: {} throttled (429), {} retries{}{}",
+            stats.throttled,
+            stats.retries,
+            if paced.is_empty() {
+                String::new()
+            } else {
+                format!(", paced {}", paced.join(", "))
+            },
+            stats
+                .ratelimit_remaining
+                .map(|n| format!(", {n} requests left in the registry's allowance"))
+                .unwrap_or_default()
+        );
+    }
 }
 
 /// Bytes in SI units, as registries and the bench report them.

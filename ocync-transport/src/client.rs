@@ -25,6 +25,7 @@ use ocync_core::{DOCKER_HUB, DOCKER_HUB_API_HOST};
 
 use crate::api::RegistryApi;
 use crate::error::{Error, ErrorKind, host_of, is_plaintext_server};
+use crate::rate_limit::{ActionGroup, LaneStats, Limiter, Limits, RegistryKind};
 use crate::retry;
 use crate::stream::BlobStream;
 
@@ -73,6 +74,7 @@ pub struct ClientBuilder {
     resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
     api: Option<Arc<dyn RegistryApi>>,
     create_repositories: bool,
+    limits: Option<Limits>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -86,6 +88,7 @@ impl fmt::Debug for ClientBuilder {
             .field("read_timeout", &self.read_timeout)
             .field("credentials", &self.credentials.as_ref().map(|c| c.name()))
             .field("upload", &self.upload)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -116,7 +119,15 @@ impl ClientBuilder {
             resolver: None,
             api: None,
             create_repositories: false,
+            limits: None,
         }
+    }
+
+    /// How to pace requests (per action group windows and token buckets, `max_concurrent`).
+    /// By default, [`Limits::for_kind`] of the kind [`RegistryKind::detect`] finds for the host.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = Some(limits);
+        self
     }
 
     /// How to reach the registry.
@@ -278,8 +289,12 @@ impl ClientBuilder {
         };
         let base = Url::parse(&format!("{scheme}://{api_host}/"))
             .map_err(|e| settings_error(format!("'{api_host}' is not a valid host[:port]: {e}")))?;
+        let kind = RegistryKind::detect(&api_host);
+        let limits = self.limits.unwrap_or_else(|| Limits::for_kind(kind));
         Ok(Client {
             inner: Arc::new(Inner {
+                kind,
+                limiter: Limiter::new(&limits),
                 registry,
                 api_host,
                 prefix,
@@ -304,6 +319,15 @@ impl ClientBuilder {
     }
 }
 
+/// Whether a 429 says the registry's allowance for a long window is spent
+/// (`ratelimit-remaining: 0;w=21600`, Docker Hub's pull limit), rather than asking for a pause.
+fn allowance_spent(headers: &HeaderMap) -> bool {
+    ["ratelimit-remaining", "x-ratelimit-remaining"]
+        .iter()
+        .filter_map(|name| headers.get(*name)?.to_str().ok())
+        .any(|v| v.split(';').next().map(str::trim) == Some("0"))
+}
+
 /// Redirects followed per request, as browsers and reqwest's default do.
 const MAX_REDIRECTS: usize = 10;
 
@@ -318,6 +342,9 @@ pub struct Client {
 }
 
 pub(crate) struct Inner {
+    /// Which registry this is, for its quotas and quirks (ACR's body cap).
+    pub(crate) kind: RegistryKind,
+    limiter: Limiter,
     /// The registry's name as users write it (`docker.io`, `127.0.0.1:5000`).
     pub(crate) registry: String,
     /// The host requests go to (`registry-1.docker.io` for Docker Hub).
@@ -586,7 +613,7 @@ impl Stats {
 }
 
 /// A snapshot of a client's counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct ClientStats {
     /// Requests sent, by kind (kinds with zero requests are omitted).
     pub requests: std::collections::BTreeMap<&'static str, u64>,
@@ -600,6 +627,8 @@ pub struct ClientStats {
     pub throttled: u64,
     /// The registry's last `ratelimit-remaining` (Docker Hub pulls left), if it sent one.
     pub ratelimit_remaining: Option<u64>,
+    /// How the registry's requests were paced: one entry per lane.
+    pub pacing: Vec<LaneStats>,
 }
 
 impl ClientStats {
@@ -641,6 +670,7 @@ impl Client {
             throttled: s.throttled.load(Ordering::Relaxed),
             ratelimit_remaining: Some(s.ratelimit_remaining.load(Ordering::Relaxed))
                 .filter(|n| *n != u64::MAX),
+            pacing: self.inner.limiter.stats(),
         }
     }
 
@@ -830,6 +860,12 @@ impl Client {
             if let Some(body) = body {
                 builder = builder.body(body);
             }
+            // Requests to the registry itself are paced; a redirect's target (a CDN, S3)
+            // meters nothing of the registry's.
+            let permit = match ActionGroup::of(request.kind) {
+                Some(group) if same_host => Some(self.inner.limiter.acquire(group).await),
+                _ => None,
+            };
             self.inner.stats.count(request.kind);
             let response = match builder.send().await {
                 Ok(r) => {
@@ -850,7 +886,7 @@ impl Client {
                         &request.url.clone(),
                     );
                     if self
-                        .should_retry(facts, &mut attempt, None, &error.to_string())
+                        .should_retry(facts, &mut attempt, None, &error.to_string(), false)
                         .await?
                     {
                         continue;
@@ -860,14 +896,27 @@ impl Client {
             };
             let status = response.status();
             self.note_rate_limit(response.headers());
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| retry::parse_retry_after(v, std::time::SystemTime::now()));
+            if let Some(permit) = permit {
+                match status {
+                    StatusCode::TOO_MANY_REQUESTS => permit.throttled(retry_after),
+                    StatusCode::SERVICE_UNAVAILABLE => permit.unavailable(retry_after),
+                    _ => permit.success(),
+                }
+            }
             if is_transient(status) {
-                let retry_after = response
-                    .headers()
-                    .get(RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| retry::parse_retry_after(v, std::time::SystemTime::now()));
-                if status == StatusCode::TOO_MANY_REQUESTS {
+                let throttled = status == StatusCode::TOO_MANY_REQUESTS;
+                if throttled {
                     self.inner.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                }
+                // Docker Hub's pull allowance is counted per 6 hours: once it is spent, waiting
+                // seconds will not help, and the error should say so at once.
+                if throttled && allowance_spent(response.headers()) {
+                    return Err(self.unexpected(&request.method.clone(), response).await);
                 }
                 let what = format!("{status}");
                 let facts = (
@@ -876,7 +925,7 @@ impl Client {
                     &request.url.clone(),
                 );
                 if self
-                    .should_retry(facts, &mut attempt, retry_after, &what)
+                    .should_retry(facts, &mut attempt, retry_after, &what, throttled)
                     .await?
                 {
                     continue;
@@ -972,19 +1021,28 @@ impl Client {
     /// Whether to try `request` again after a transient failure (`what`), waiting first. Only
     /// requests that can be replayed and are safe to repeat are retried: not streamed bodies,
     /// and not the chunk and completion requests of an upload (whose session state is unknown
-    /// after a failure; the engine restarts such an upload instead). Retries come out of the
-    /// registry's budget; when it is spent the registry is reported as failing.
+    /// after a failure; the engine restarts such an upload instead). Retries of failures come
+    /// out of the registry's budget; when it is spent the registry is reported as failing.
+    /// A 429 is not a failure but the registry pacing us: its retries are not charged to the
+    /// budget, and a request may be throttled more times than it may fail, since the limiter
+    /// slows the lane down meanwhile.
     async fn should_retry(
         &self,
         (repeatable, method, url): (bool, &Method, &Url),
         attempt: &mut u32,
         retry_after: Option<std::time::Duration>,
         what: &str,
+        throttled: bool,
     ) -> Result<bool, Error> {
-        if !repeatable || *attempt + 1 >= retry::MAX_ATTEMPTS {
+        let attempts = if throttled {
+            retry::MAX_THROTTLED_ATTEMPTS
+        } else {
+            retry::MAX_ATTEMPTS
+        };
+        if !repeatable || *attempt + 1 >= attempts {
             return Ok(false);
         }
-        if !self.inner.retry_budget.take() {
+        if !throttled && !self.inner.retry_budget.take() {
             let (retries, window) = retry::Budget::size();
             return Err(ErrorKind::RetryBudget {
                 registry: self.inner.registry.clone(),

@@ -30,6 +30,7 @@ mod filter;
 mod layout;
 mod location;
 mod manifest;
+mod rate_limit;
 mod referrers;
 mod registries;
 mod repository;
@@ -47,6 +48,7 @@ pub use filter::{DropReason, Selection, TagFilter, TagRules, TagSort, cosign_sub
 pub use layout::Layout;
 pub use location::Location;
 pub use manifest::PushedManifest;
+pub use rate_limit::{ActionGroup, DEFAULT_MAX_CONCURRENT, LaneStats, Limits, Rate, RegistryKind};
 pub use referrers::Referrers;
 pub use registries::Registries;
 pub use repository::Repository;

@@ -11,6 +11,10 @@ use tokio::time::Instant;
 /// Attempts per request, the first included.
 pub(crate) const MAX_ATTEMPTS: u32 = 4;
 
+/// Attempts per request when the registry answers 429: throttling is pacing, not failure, and
+/// the limiter slows the lane down between attempts.
+pub(crate) const MAX_THROTTLED_ATTEMPTS: u32 = 8;
+
 /// First backoff step; doubles per attempt.
 const BASE: Duration = Duration::from_millis(250);
 

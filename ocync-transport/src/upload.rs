@@ -16,6 +16,7 @@ use ocync_core::{Descriptor, Digest};
 
 use crate::client::{Access, Body, Client, Request, RequestKind, UploadMode};
 use crate::error::Error;
+use crate::rate_limit::RegistryKind;
 use crate::stream::BlobStream;
 
 /// An open upload session on a registry.
@@ -45,16 +46,6 @@ const ACR_MONOLITHIC_LIMIT: u64 = 16 * 1024 * 1024;
 /// request; GHCR reported 4 MiB per request is handled by its own setting) and large enough
 /// that ECR's 5 MiB minimum part size holds.
 const FALLBACK_CHUNK: u64 = 8 * 1024 * 1024;
-
-fn is_acr(host: &str) -> bool {
-    let host = host
-        .rsplit_once(':')
-        .map_or(host, |(h, _)| h)
-        .to_ascii_lowercase();
-    [".azurecr.io", ".azurecr.cn", ".azurecr.us"]
-        .iter()
-        .any(|s| host.ends_with(s))
-}
 
 fn octet_stream() -> HeaderValue {
     HeaderValue::from_static("application/octet-stream")
@@ -178,7 +169,7 @@ impl Client {
         match self.inner.upload {
             UploadMode::Monolithic
                 if self.inner.force_chunked.load(Ordering::Relaxed)
-                    || (is_acr(&self.inner.api_host) && size > ACR_MONOLITHIC_LIMIT) =>
+                    || (self.inner.kind == RegistryKind::Acr && size > ACR_MONOLITHIC_LIMIT) =>
             {
                 UploadMode::Chunked {
                     chunk_size: FALLBACK_CHUNK,

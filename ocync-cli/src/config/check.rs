@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use globset::Glob;
 use ocync_core::PlatformFilter;
-use ocync_transport::{ErrorKind, Scheme, TagFilter, TagRules, TagSort};
+use ocync_transport::{ActionGroup, ErrorKind, Rate, Scheme, TagFilter, TagRules, TagSort};
 
 use super::model::{
     Artifacts, AuthType, Credentials, DEFAULT_CACHE_TTL, DEFAULT_MAX_CONCURRENT,
@@ -16,8 +16,8 @@ use super::model::{
     join_repository,
 };
 use super::raw::{
-    OneOrMany, RawArtifacts, RawAuthType, RawConfig, RawGlobal, RawMapping, RawRegistry, RawSort,
-    RawTags, Targets,
+    OneOrMany, RawArtifacts, RawAuthType, RawConfig, RawGlobal, RawMapping, RawRate, RawRegistry,
+    RawSort, RawTags, Targets,
 };
 use super::units::{parse_duration, parse_size};
 
@@ -434,6 +434,7 @@ impl Checker<'_> {
                 }
             },
         };
+        let rate_limits = self.rate_limits(&p, r.rate_limits.as_ref());
         if self.errors.len() > errors_before {
             return None;
         }
@@ -453,7 +454,61 @@ impl Checker<'_> {
             ca_file,
             chunk_size,
             create_repositories: r.create_repositories.unwrap_or(false),
+            rate_limits,
         })
+    }
+
+    /// `rate_limits`: each entry names an action group (unknown names are reported by the key
+    /// check) and gives a positive rate, a rate with a burst of at least 1, or `off`.
+    fn rate_limits(
+        &mut self,
+        p: &str,
+        raw: Option<&std::collections::BTreeMap<String, RawRate>>,
+    ) -> Vec<(ActionGroup, Option<Rate>)> {
+        let mut out = Vec::new();
+        for (name, value) in raw.into_iter().flatten() {
+            let at = format!("{p}.rate_limits.{name}");
+            let Some(group) = ActionGroup::from_name(name) else {
+                continue;
+            };
+            let (per_second, burst) = match value {
+                RawRate::Word(w) if w == "off" => {
+                    out.push((group, None));
+                    continue;
+                }
+                RawRate::Word(w) => {
+                    self.error(
+                        at,
+                        format!("'{w}' is not a rate: write requests per second (e.g. 8), `{{ rate: 8, burst: 10 }}`, or `off`"),
+                    );
+                    continue;
+                }
+                RawRate::PerSecond(rate) => (*rate, None),
+                RawRate::Shaped(shape) => (shape.rate, shape.burst),
+            };
+            if !(per_second.is_finite() && per_second > 0.0) {
+                self.error(
+                    at,
+                    format!("{per_second} requests per second: must be more than 0 (use `off` for no fixed limit)"),
+                );
+                continue;
+            }
+            if burst == Some(0) {
+                self.error(format!("{at}.burst"), "must be at least 1".to_owned());
+                continue;
+            }
+            // Without a burst, allow one second's worth at once, as the registries' own
+            // token buckets do.
+            let burst = burst.unwrap_or(per_second.ceil() as u64);
+            out.push((
+                group,
+                Some(Rate::new(
+                    per_second,
+                    u32::try_from(burst).unwrap_or(u32::MAX),
+                )),
+            ));
+        }
+        out
     }
 
     /// `known: a, b` or `no registries are defined`.

@@ -109,7 +109,7 @@ pub(crate) struct Global {
 }
 
 /// One registry (`registries.<alias>`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[allow(dead_code, reason = "read by `ocync sync`, which is being written")]
 pub(crate) struct Registry {
     /// The alias.
@@ -138,6 +138,9 @@ pub(crate) struct Registry {
     pub(crate) chunk_size: Option<u64>,
     /// Create a missing target repository before pushing (ECR without create-on-push).
     pub(crate) create_repositories: bool,
+    /// `rate_limits`: per action group, a token bucket replacing the registry's default
+    /// (`None`: no fixed bucket, pace by 429s only).
+    pub(crate) rate_limits: Vec<(ocync_transport::ActionGroup, Option<ocync_transport::Rate>)>,
 }
 
 impl Registry {

@@ -40,7 +40,21 @@ pub(crate) const REGISTRY_KEYS: &[&str] = &[
     "ca_file",
     "chunk_size",
     "create_repositories",
+    "rate_limits",
 ];
+/// Keys of `rate_limits`: the action groups of `ocync_transport::ActionGroup`.
+pub(crate) const RATE_LIMITS_KEYS: &[&str] = &[
+    "manifest_read",
+    "manifest_write",
+    "blob_check",
+    "blob_read",
+    "upload_start",
+    "upload_chunk",
+    "upload_complete",
+    "tag_list",
+];
+/// Keys of one rate in `rate_limits`.
+pub(crate) const RATE_KEYS: &[&str] = &["rate", "burst"];
 /// Keys of `credentials`.
 pub(crate) const CREDENTIALS_KEYS: &[&str] = &["username", "password"];
 /// Keys of `defaults`.
@@ -128,6 +142,29 @@ pub(crate) struct RawRegistry {
     pub(crate) chunk_size: Option<Text>,
     #[serde(default)]
     pub(crate) create_repositories: Option<bool>,
+    #[serde(default)]
+    pub(crate) rate_limits: Option<std::collections::BTreeMap<String, RawRate>>,
+}
+
+/// One entry of `rate_limits`: requests per second, a rate with its burst, or `off`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "requests per second (a number), `{ rate: <per second>, burst: <requests> }`, or `off`"
+)]
+pub(crate) enum RawRate {
+    PerSecond(f64),
+    Shaped(RawRateShape),
+    Word(String),
+}
+
+/// `{ rate, burst }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateShape {
+    pub(crate) rate: f64,
+    #[serde(default)]
+    pub(crate) burst: Option<u64>,
 }
 
 /// `auth_type` values as written.

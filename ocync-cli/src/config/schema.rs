@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use super::error::did_you_mean;
 use super::raw::{
-    ARTIFACTS_KEYS, CREDENTIALS_KEYS, DEFAULTS_KEYS, GLOBAL_KEYS, MAPPING_KEYS, REGISTRY_KEYS,
-    ROOT_KEYS, TAGS_KEYS,
+    ARTIFACTS_KEYS, CREDENTIALS_KEYS, DEFAULTS_KEYS, GLOBAL_KEYS, MAPPING_KEYS, RATE_KEYS,
+    RATE_LIMITS_KEYS, REGISTRY_KEYS, ROOT_KEYS, TAGS_KEYS,
 };
 use super::yaml::{Kind, Node, join};
 
@@ -29,6 +29,8 @@ enum Block {
     Registries,
     Registry,
     Credentials,
+    RateLimits,
+    Rate,
     Defaults,
     Mappings,
     Mapping,
@@ -45,6 +47,8 @@ impl Block {
             Block::Global => GLOBAL_KEYS,
             Block::Registry => REGISTRY_KEYS,
             Block::Credentials => CREDENTIALS_KEYS,
+            Block::RateLimits => RATE_LIMITS_KEYS,
+            Block::Rate => RATE_KEYS,
             Block::Defaults => DEFAULTS_KEYS,
             Block::Mapping => MAPPING_KEYS,
             Block::Tags => TAGS_KEYS,
@@ -59,6 +63,8 @@ impl Block {
             Block::Global => "in `global`",
             Block::Registry => "in a registry",
             Block::Credentials => "in `credentials`",
+            Block::RateLimits => "in `rate_limits` (action groups)",
+            Block::Rate => "in a rate",
             Block::Defaults => "in `defaults`",
             Block::Mapping => "in a mapping",
             Block::Tags => "in a tags block",
@@ -75,6 +81,8 @@ impl Block {
             (Block::Root, "mappings") => Block::Mappings,
             (Block::Registries, _) => Block::Registry,
             (Block::Registry, "credentials") => Block::Credentials,
+            (Block::Registry, "rate_limits") => Block::RateLimits,
+            (Block::RateLimits, _) => Block::Rate,
             (Block::Defaults | Block::Mapping, "tags") => Block::Tags,
             (Block::Defaults | Block::Mapping, "artifacts") => Block::Artifacts,
             _ => Block::Free,

@@ -351,3 +351,82 @@ fn empty_and_non_mapping_documents() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn rate_limits_override_a_registrys_pacing() {
+    use ocync_transport::{ActionGroup, Rate};
+    let c = load(
+        "\
+registries:
+  ecr:
+    url: 123456789012.dkr.ecr.us-east-1.amazonaws.com
+    max_concurrent: 20
+    rate_limits:
+      manifest_write: 5
+      upload_chunk: { rate: 300, burst: 40 }
+      blob_read: off
+mappings: []
+",
+    );
+    let ecr = c.registry("ecr").unwrap();
+    assert_eq!(ecr.max_concurrent, 20);
+    assert_eq!(
+        ecr.rate_limits,
+        vec![
+            (ActionGroup::BlobRead, None),
+            (ActionGroup::ManifestWrite, Some(Rate::new(5.0, 5))),
+            (ActionGroup::UploadChunk, Some(Rate::new(300.0, 40))),
+        ]
+    );
+}
+
+#[test]
+fn bad_rate_limits_name_the_key_and_the_fix() {
+    let got = errors(
+        "\
+registries:
+  lab:
+    url: lab.example.com
+    rate_limits:
+      manifest_writes: 5
+      blob_read: 0
+      tag_list: { rate: 2, burst: 0 }
+      blob_check: { rate: 2, bursts: 3 }
+mappings: []
+",
+    );
+    let all = got.join("\n");
+    assert!(
+        all.contains("registries.lab.rate_limits.manifest_writes")
+            && all.contains("did you mean `manifest_write`?"),
+        "{all}"
+    );
+    assert!(
+        all.contains("registries.lab.rate_limits.blob_check.bursts")
+            && all.contains("did you mean `burst`?"),
+        "{all}"
+    );
+    let got = errors(
+        "\
+registries:
+  lab:
+    url: lab.example.com
+    rate_limits:
+      blob_read: 0
+      tag_list: { rate: 2, burst: 0 }
+      upload_start: fast
+mappings: []
+",
+    );
+    let all = got.join("\n");
+    for (path, message) in [
+        ("rate_limits.blob_read", "must be more than 0"),
+        ("rate_limits.tag_list.burst", "must be at least 1"),
+        ("rate_limits.upload_start", "'fast' is not a rate"),
+    ] {
+        assert!(
+            got.iter().any(|e| e.contains(path) && e.contains(message)),
+            "{path}: {message} in\n{all}"
+        );
+    }
+}

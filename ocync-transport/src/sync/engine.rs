@@ -312,6 +312,11 @@ impl Shared {
                     retries: stats.retries,
                     throttled: stats.throttled,
                     ratelimit_remaining: stats.ratelimit_remaining,
+                    pacing: stats
+                        .pacing
+                        .into_iter()
+                        .filter(|lane| lane.throttle_events > 0 || lane.waited_ms > 0)
+                        .collect(),
                 },
             );
         }

@@ -89,7 +89,7 @@ pub struct MappingError {
 }
 
 /// Requests and bytes of one registry during the run.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct RegistryStats {
     /// Requests by kind.
@@ -107,10 +107,13 @@ pub struct RegistryStats {
     /// The registry's last `ratelimit-remaining` (Docker Hub pulls left), if it sent one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratelimit_remaining: Option<u64>,
+    /// Lanes of the registry's rate limiter that were throttled or made requests wait.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pacing: Vec<crate::LaneStats>,
 }
 
 /// Everything a run did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct SyncReport {
     /// One entry per (tag, target).
