@@ -312,7 +312,7 @@ impl ClientBuilder {
                 upload: self.upload,
                 stats: Stats::default(),
                 retry_budget: retry::Budget::default(),
-                force_chunked: std::sync::atomic::AtomicBool::new(false),
+                auto_chunk: AtomicU64::new(0),
                 referrers_api: AtomicU8::new(REFERRERS_UNKNOWN),
             }),
         })
@@ -366,8 +366,9 @@ pub(crate) struct Inner {
     pub(crate) upload: UploadMode,
     pub(crate) stats: Stats,
     retry_budget: retry::Budget,
-    /// Set when the registry refused a whole blob in one request: upload in chunks.
-    pub(crate) force_chunked: std::sync::atomic::AtomicBool,
+    /// Set when the registry refused a whole blob in one request: upload in chunks of this
+    /// many bytes (halved when the registry refuses those too); 0 until then.
+    pub(crate) auto_chunk: AtomicU64,
     pub(crate) referrers_api: AtomicU8,
 }
 

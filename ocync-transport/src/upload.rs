@@ -47,6 +47,10 @@ const ACR_MONOLITHIC_LIMIT: u64 = 16 * 1024 * 1024;
 /// that ECR's 5 MiB minimum part size holds.
 const FALLBACK_CHUNK: u64 = 8 * 1024 * 1024;
 
+/// The smallest automatic chunk: a registry refusing 1 MiB requests is misconfigured, and
+/// smaller chunks would multiply requests for nothing.
+const MIN_FALLBACK_CHUNK: u64 = 1024 * 1024;
+
 fn octet_stream() -> HeaderValue {
     HeaderValue::from_static("application/octet-stream")
 }
@@ -148,18 +152,53 @@ impl Client {
         if let Err(e) = &result {
             // A registry that refuses a whole blob in one request (413, or a reset mid-body,
             // as ACR does above ~20 MB) gets chunks from now on; the caller retries.
-            let refused = e.status() == Some(StatusCode::PAYLOAD_TOO_LARGE)
+            let too_large = e.status() == Some(StatusCode::PAYLOAD_TOO_LARGE);
+            let refused = too_large
                 || (matches!(e.kind(), crate::ErrorKind::Request { .. })
                     && descriptor.size > FALLBACK_CHUNK);
-            if mode == UploadMode::Monolithic
-                && refused
-                && !self.inner.force_chunked.swap(true, Ordering::Relaxed)
-            {
-                tracing::warn!(registry = %self.inner.registry, error = %e, "the registry refused a whole blob in one request; uploading in chunks from now on");
+            match mode {
+                UploadMode::Monolithic
+                    if refused
+                        && self
+                            .inner
+                            .auto_chunk
+                            .compare_exchange(
+                                0,
+                                FALLBACK_CHUNK,
+                                Ordering::Relaxed,
+                                Ordering::Relaxed,
+                            )
+                            .is_ok() =>
+                {
+                    tracing::warn!(registry = %self.inner.registry, error = %e, "the registry refused a whole blob in one request; uploading in chunks from now on");
+                }
+                // Automatic chunks the registry still finds too large (a cap under 8 MiB):
+                // halve them for the rest of the run, down to 1 MiB.
+                UploadMode::Chunked { chunk_size }
+                    if too_large
+                        && self.inner.upload == UploadMode::Monolithic
+                        && self.shrink_auto_chunk(chunk_size) =>
+                {
+                    tracing::warn!(registry = %self.inner.registry, error = %e, chunk_size = chunk_size / 2, "the registry refused a chunk as too large; using smaller chunks from now on");
+                }
+                _ => {}
             }
             self.cancel_upload(cancel).await;
         }
         result
+    }
+
+    /// Halve the automatic chunk size after a chunk of `from` bytes was refused (down to 1 MiB);
+    /// whether this call changed it (concurrent refusals of the same size halve it once).
+    fn shrink_auto_chunk(&self, from: u64) -> bool {
+        from > MIN_FALLBACK_CHUNK
+            && self
+                .inner
+                .auto_chunk
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |current| {
+                    (current == 0 || current == from).then_some((from / 2).max(MIN_FALLBACK_CHUNK))
+                })
+                .is_ok()
     }
 
     /// How to upload a blob of `size` bytes: the configured mode, except that blobs above
@@ -168,11 +207,14 @@ impl Client {
     fn upload_mode(&self, size: u64) -> UploadMode {
         match self.inner.upload {
             UploadMode::Monolithic
-                if self.inner.force_chunked.load(Ordering::Relaxed)
+                if self.inner.auto_chunk.load(Ordering::Relaxed) != 0
                     || (self.inner.kind == RegistryKind::Acr && size > ACR_MONOLITHIC_LIMIT) =>
             {
                 UploadMode::Chunked {
-                    chunk_size: FALLBACK_CHUNK,
+                    chunk_size: match self.inner.auto_chunk.load(Ordering::Relaxed) {
+                        0 => FALLBACK_CHUNK,
+                        n => n,
+                    },
                 }
             }
             mode => mode,

@@ -553,6 +553,43 @@ async fn body_cap_413_switches_to_chunks_once_for_the_whole_run() {
     assert_eq!(dst.stats().retries, 0);
 }
 
+/// A registry whose cap (5 MiB) is under the automatic chunk size (8 MiB): the whole-blob PUT
+/// is refused, then the first 8 MiB chunk, and the client halves its chunks to 4 MiB, which go
+/// through; the copy completes within the engine's restarts.
+#[tokio::test]
+async fn chunks_refused_as_too_large_are_halved() {
+    const CAP: u64 = 5 * MIB as u64;
+    let layer = Blob::random(111, 9 * MIB, MediaType::OciLayerGzip);
+    let image = ImageFixture::from_layers(11, "linux/amd64", vec![layer]);
+    let source = source_with(&[("small-cap", &image)]).await;
+    let target = FaultServer::start(vec![Fault::max_body(CAP)]).await;
+    let (src, dst) = (client_for(&source), client_for(&target));
+
+    copy_between(&src, &dst, "small-cap").await.unwrap();
+
+    assert_stored(&target, &image, "small-cap");
+    let refused: Vec<(String, u64)> = target
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 413)
+        .map(|r| (r.method, r.body_bytes))
+        .collect();
+    assert_eq!(refused.len(), 2, "{}", log(&target));
+    assert_eq!(refused[0].0, "PUT");
+    assert_eq!(refused[1].0, "PATCH");
+    let accepted: Vec<u64> = matching(&target, "PATCH", "/blobs/uploads/")
+        .iter()
+        .filter(|r| r.status != 413)
+        .map(|r| r.body_bytes)
+        .collect();
+    assert_eq!(
+        accepted.iter().filter(|&&n| n == 4 * MIB as u64).count(),
+        2,
+        "{accepted:?}"
+    );
+    assert!(target.open_sessions().is_empty());
+}
+
 /// Write `images` (tag, fixture) as one OCI layout at `dir` holding every tag.
 fn write_tags(dir: &Path, images: &[(String, Fixture)]) {
     let mut entries = Vec::new();
