@@ -2,24 +2,14 @@
 //! from docker's config.json, `SSL_CERT_FILE`, secrets never printed, flat memory on large
 //! blobs, and the bundled quickstart layout. Registries are real `docker-registry` processes.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+mod common;
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{ocync, peak_rss_kib};
 use ocync_core::{Digest, Manifest};
 use ocync_transport::testing::{Fixture, ImageFixture, LargeImage, TestRegistry};
-
-fn ocync() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocync"));
-    // Hermetic: no user docker config, no proxies, no colours, no cloud metadata.
-    cmd.env("DOCKER_CONFIG", "/nonexistent-docker-config")
-        .env_remove("RUST_LOG")
-        .env_remove("SSL_CERT_FILE")
-        .env_remove("SSL_CERT_DIR")
-        .env("NO_COLOR", "1")
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-    cmd
-}
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
     let Output {
@@ -331,33 +321,6 @@ async fn large_blob_streams_with_flat_memory() {
             "{what} peak RSS {peak} KiB for a {} MiB blob",
             LAYER >> 20
         );
-    }
-}
-
-/// Run to completion, sampling the child's peak resident set (VmHWM) while it runs.
-fn peak_rss_kib(cmd: &mut Command) -> u64 {
-    let mut child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak = 0;
-    loop {
-        if let Ok(status) = std::fs::read_to_string(&status_path)
-            && let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:"))
-        {
-            let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-            peak = peak.max(kib);
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-            assert!(status.success(), "{err}");
-            assert!(peak > 0, "sampled the process at least once");
-            return peak;
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -29,16 +29,6 @@ const REPO: &str = "pressure/app";
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
 
-/// nginx is a real part of these tests, never optional: scripts/test.sh installs it.
-macro_rules! require_nginx {
-    () => {
-        assert!(
-            NginxFront::available(),
-            "nginx not installed: run scripts/test.sh (it installs nginx-light) or set OCYNC_TEST_NGINX_BIN"
-        );
-    };
-}
-
 /// A plain-HTTP client for a fault server.
 fn client_for(server: &FaultServer) -> Client {
     ClientBuilder::new(&server.url()).build().unwrap()
@@ -300,7 +290,7 @@ async fn server_error_once_on_manifest_put_and_blob_head_is_retried_once() {
 /// `Retry-After` the first backoff is under 500 ms.
 #[tokio::test]
 async fn retry_after_seconds_on_503_is_honoured() {
-    require_nginx!();
+    NginxFront::require();
     let registry = TestRegistry::plain().await;
     let options = NginxOptions::new()
         .manifest_put_rate(1)
@@ -618,7 +608,7 @@ fn multi_platform(seed: u64) -> Fixture {
 /// to 10 per second: every tag arrives with its digest and no image fails. Prints the number
 /// of 429s nginx answered.
 async fn sync_under_manifest_put_limit(retry_after: Option<u32>) {
-    require_nginx!();
+    NginxFront::require();
     let registry = TestRegistry::plain().await;
     let mut options = NginxOptions::new().manifest_put_rate(10);
     if let Some(seconds) = retry_after {

@@ -20,16 +20,6 @@ const REPO: &str = "pressure/app";
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
 
-/// nginx is a real part of these tests, never optional: scripts/test.sh installs it.
-macro_rules! require_nginx {
-    () => {
-        assert!(
-            NginxFront::available(),
-            "nginx not installed: run scripts/test.sh (it installs nginx-light) or set OCYNC_TEST_NGINX_BIN"
-        );
-    };
-}
-
 /// `POST` a new upload session at `base`; the absolute `Location` to continue at.
 async fn start_upload(client: &Client, base: &str) -> String {
     let start = client
@@ -122,7 +112,7 @@ fn streamed(bytes: Bytes, piece: usize) -> reqwest::Body {
 
 #[tokio::test]
 async fn nginx_passes_a_push_through_to_the_registry() {
-    require_nginx!();
+    NginxFront::require();
     let registry = TestRegistry::plain().await;
     let front = NginxFront::start(&registry, NginxOptions::new()).await;
     let client = plain_client();
@@ -249,19 +239,19 @@ async fn manifest_puts_are_limited(retry_after: Option<u32>) {
 
 #[tokio::test]
 async fn manifest_put_rate_answers_429_with_retry_after() {
-    require_nginx!();
+    NginxFront::require();
     manifest_puts_are_limited(Some(2)).await;
 }
 
 #[tokio::test]
 async fn manifest_put_rate_answers_429_without_retry_after() {
-    require_nginx!();
+    NginxFront::require();
     manifest_puts_are_limited(None).await;
 }
 
 #[tokio::test]
 async fn other_rate_limits_everything_but_manifest_puts() {
-    require_nginx!();
+    NginxFront::require();
     let registry = TestRegistry::plain().await;
     let options = NginxOptions::new()
         .other_rate(1)
@@ -299,7 +289,7 @@ async fn other_rate_limits_everything_but_manifest_puts() {
 
 #[tokio::test]
 async fn max_body_refuses_large_puts_and_passes_smaller_chunks() {
-    require_nginx!();
+    NginxFront::require();
     let registry = TestRegistry::plain().await;
     let front = NginxFront::start(&registry, NginxOptions::new().max_body(MIB as u64)).await;
     let client = plain_client();

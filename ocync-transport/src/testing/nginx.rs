@@ -426,6 +426,15 @@ impl NginxFront {
     pub fn available() -> bool {
         nginx_binary().is_some()
     }
+
+    /// Panic, saying how to get nginx, unless it is available: nginx is a real part of the
+    /// tests that use it, never optional (scripts/test.sh installs it).
+    pub fn require() {
+        assert!(
+            NginxFront::available(),
+            "nginx not installed: run scripts/test.sh (it installs nginx-light) or set {NGINX_BIN_ENV}"
+        );
+    }
 }
 
 impl<R: Borrow<TestRegistry>> Drop for NginxFront<R> {
