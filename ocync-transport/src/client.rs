@@ -874,6 +874,9 @@ impl Client {
                     r
                 }
                 Err(e) => {
+                    // A transport failure says nothing about the registry's limits: free the
+                    // slot now rather than through the backoff below.
+                    drop(permit);
                     if let Some(source_error) = body_error.lock().expect("body error lock").take() {
                         return Err(source_error);
                     }
