@@ -6,8 +6,9 @@
 //! an unknown registry gets a lane per group, so a 429 on uploads never slows manifest reads).
 //! A lane combines three controls:
 //!
-//! - an adaptive concurrency window (AIMD: `+1/window` per success, halved on 429/503 at most
-//!   once per epoch, between 1 and the registry's `max_concurrent`);
+//! - an adaptive concurrency window (slow start until the first throttle, then AIMD:
+//!   `+1/window` per success, halved on 429/503 at most once per epoch, between 1 and the
+//!   registry's `max_concurrent`);
 //! - a token bucket: the published quota where there is one (ECR's PutImage 10 TPS, ACR's
 //!   ReadOps/WriteOps...), and otherwise one learnt from the first 429: the rate the registry
 //!   was accepting when it said no, cut by [`BETA`], then grown back along CUBIC's curve while the
@@ -17,7 +18,9 @@
 //!   has passed, so requests queued behind the throttled one do not collect 429s of their own.
 //!
 //! A registry-wide semaphore caps everything in flight at `max_concurrent`; it is taken after
-//! the lane, so requests waiting on a throttled lane hold no registry-wide slot.
+//! the lane, so requests waiting on a throttled lane hold no registry-wide slot. A registry's
+//! first seconds also ramp up (50 requests, then 50 a second doubling every second), so a cold
+//! run does not open with a flood of `HEAD`s that an unpublished limit answers with 429s.
 //! All timing is on tokio's clock, so tests drive it with a paused clock.
 
 use std::collections::VecDeque;
