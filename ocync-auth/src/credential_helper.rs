@@ -176,7 +176,7 @@ impl HelperRunner {
 
 /// Spawns `command`, retrying briefly on `ETXTBSY`: the file was just written (a helper being
 /// installed or upgraded) and another thread's fork still holds it open for writing.
-async fn spawn(command: &mut Command) -> io::Result<Child> {
+pub(crate) async fn spawn(command: &mut Command) -> io::Result<Child> {
     let mut attempts = 0;
     loop {
         match command.spawn() {
@@ -190,14 +190,14 @@ async fn spawn(command: &mut Command) -> io::Result<Child> {
 }
 
 #[cfg(unix)]
-fn is_executable(path: &Path) -> bool {
+pub(crate) fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt as _;
     path.metadata()
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 #[cfg(not(unix))]
-fn is_executable(path: &Path) -> bool {
+pub(crate) fn is_executable(path: &Path) -> bool {
     path.is_file()
 }
 

@@ -319,15 +319,6 @@ impl ClientBuilder {
     }
 }
 
-/// Whether a 429 says the registry's allowance for a long window is spent
-/// (`ratelimit-remaining: 0;w=21600`, Docker Hub's pull limit), rather than asking for a pause.
-fn allowance_spent(headers: &HeaderMap) -> bool {
-    ["ratelimit-remaining", "x-ratelimit-remaining"]
-        .iter()
-        .filter_map(|name| headers.get(*name)?.to_str().ok())
-        .any(|v| v.split(';').next().map(str::trim) == Some("0"))
-}
-
 /// Redirects followed per request, as browsers and reqwest's default do.
 const MAX_REDIRECTS: usize = 10;
 
@@ -899,7 +890,7 @@ impl Client {
                 }
             };
             let status = response.status();
-            self.note_rate_limit(response.headers());
+            let remaining = self.note_rate_limit(response.headers());
             let retry_after = response
                 .headers()
                 .get(RETRY_AFTER)
@@ -919,7 +910,7 @@ impl Client {
                 }
                 // Docker Hub's pull allowance is counted per 6 hours: once it is spent, waiting
                 // seconds will not help, and the error should say so at once.
-                if throttled && allowance_spent(response.headers()) {
+                if throttled && remaining == Some(0) {
                     return Err(self.unexpected(&request.method.clone(), response).await);
                 }
                 let what = format!("{status}");
@@ -994,8 +985,9 @@ impl Client {
 
     /// Docker Hub (`ratelimit-remaining: 95;w=21600`) and GHCR (`x-ratelimit-remaining`) say
     /// how many requests are left: keep the figure for the report, and warn once it drops
-    /// under a tenth of the limit, before the registry starts answering 429.
-    fn note_rate_limit(&self, headers: &HeaderMap) {
+    /// under a tenth of the limit, before the registry starts answering 429. Returns the
+    /// figure, if the registry sent one.
+    fn note_rate_limit(&self, headers: &HeaderMap) -> Option<u64> {
         let number = |name: &str| {
             headers
                 .get(name)
@@ -1003,11 +995,8 @@ impl Client {
                 .and_then(|v| v.split(';').next())
                 .and_then(|v| v.trim().parse::<u64>().ok())
         };
-        let Some(remaining) =
-            number("ratelimit-remaining").or_else(|| number("x-ratelimit-remaining"))
-        else {
-            return;
-        };
+        let remaining =
+            number("ratelimit-remaining").or_else(|| number("x-ratelimit-remaining"))?;
         let limit = number("ratelimit-limit").or_else(|| number("x-ratelimit-limit"));
         let before = self
             .inner
@@ -1020,6 +1009,7 @@ impl Client {
         {
             tracing::warn!(registry = %self.inner.registry, remaining, limit, "the registry's request allowance is nearly spent");
         }
+        Some(remaining)
     }
 
     /// Whether to try `request` again after a transient failure (`what`), waiting first. Only

@@ -398,8 +398,8 @@ pub(crate) struct Limiter {
 /// The registry-wide ramp of its first seconds.
 struct Ramp {
     started: Option<Instant>,
-    tokens: f64,
-    refilled: Instant,
+    /// A token bucket whose rate doubles every second from the first request on.
+    bucket: Bucket,
 }
 
 impl Ramp {
@@ -411,15 +411,13 @@ impl Ramp {
         if rate >= RAMP_END {
             return None;
         }
-        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * rate).min(RAMP_START);
-        self.refilled = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Some(Duration::ZERO)
-        } else {
-            Some(Duration::from_secs_f64((1.0 - self.tokens) / rate))
+        self.bucket.rate = rate;
+        self.bucket.refill(now);
+        let wait = self.bucket.wait();
+        if wait.is_zero() {
+            self.bucket.tokens -= 1.0;
         }
+        Some(wait)
     }
 }
 
@@ -505,54 +503,57 @@ impl Limiter {
     pub(crate) fn new(limits: &Limits) -> Limiter {
         let now = Instant::now();
         let max_window = limits.max_concurrent as f64;
-        let mut lanes: Vec<Arc<Lane>> = Vec::new();
-        let mut lane_of = [0; 8];
         let mut leaders: Vec<usize> = Vec::new();
-        for (i, group) in ActionGroup::ALL.iter().enumerate() {
-            let leader = limits.lane_of[i];
-            if let Some(existing) = leaders.iter().position(|l| *l == leader) {
-                lane_of[i] = existing;
-                let lane = Arc::get_mut(&mut lanes[existing]).expect("lanes are not shared yet");
-                lane.groups.push(group.as_str());
-                let state = lane.state.get_mut().expect("lane lock");
-                state.window = state.window.max(INITIAL_WINDOW.min(max_window));
-                continue;
-            }
-            leaders.push(leader);
-            lane_of[i] = lanes.len();
-            let rate = limits.rates[leader];
-            lanes.push(Arc::new(Lane {
-                groups: vec![group.as_str()],
-                state: Mutex::new(LaneState {
-                    in_flight: 0,
-                    window: if *group == ActionGroup::ManifestWrite {
-                        INITIAL_MANIFEST_WRITE_WINDOW
-                    } else {
-                        INITIAL_WINDOW
-                    }
-                    .min(max_window),
-                    max_window,
-                    slow_start: true,
-                    epoch_end: None,
-                    hold_until: None,
-                    bucket: rate.map(|r| Bucket::new(r, now)),
-                    ceiling: rate.map(|r| r.per_second),
-                    recent: VecDeque::new(),
-                    first_success: None,
-                    throttle_events: 0,
-                    waited: Duration::ZERO,
-                }),
-                wake: Notify::new(),
-            }));
-        }
+        let lane_of = limits.lane_of.map(|leader| {
+            leaders
+                .iter()
+                .position(|l| *l == leader)
+                .unwrap_or_else(|| {
+                    leaders.push(leader);
+                    leaders.len() - 1
+                })
+        });
+        let lanes = leaders
+            .iter()
+            .enumerate()
+            .map(|(lane, leader)| {
+                let groups: Vec<ActionGroup> = ActionGroup::ALL
+                    .into_iter()
+                    .filter(|g| lane_of[g.index()] == lane)
+                    .collect();
+                let window = if groups == [ActionGroup::ManifestWrite] {
+                    INITIAL_MANIFEST_WRITE_WINDOW
+                } else {
+                    INITIAL_WINDOW
+                };
+                let rate = limits.rates[*leader];
+                Arc::new(Lane {
+                    groups: groups.iter().map(|g| g.as_str()).collect(),
+                    state: Mutex::new(LaneState {
+                        in_flight: 0,
+                        window: window.min(max_window),
+                        max_window,
+                        slow_start: true,
+                        epoch_end: None,
+                        hold_until: None,
+                        bucket: rate.map(|r| Bucket::new(r, now)),
+                        ceiling: rate.map(|r| r.per_second),
+                        recent: VecDeque::new(),
+                        first_success: None,
+                        throttle_events: 0,
+                        waited: Duration::ZERO,
+                    }),
+                    wake: Notify::new(),
+                })
+            })
+            .collect();
         Limiter {
             lanes,
             lane_of,
             all: Arc::new(Semaphore::new(limits.max_concurrent)),
-            ramp: Mutex::new(limits.ramp.then_some(Ramp {
+            ramp: Mutex::new(limits.ramp.then(|| Ramp {
                 started: None,
-                tokens: RAMP_START,
-                refilled: now,
+                bucket: Bucket::new(Rate::new(RAMP_START, RAMP_START as u32), now),
             })),
         }
     }

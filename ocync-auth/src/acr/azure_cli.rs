@@ -2,16 +2,16 @@
 //! run directly (no shell) with a timeout. The CLI keeps its own login and refresh tokens; this
 //! source only reads the access token it prints (azure_identity `azure_cli_credential.rs`).
 
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 use super::entra::{AadToken, EntraRequest, EntraSource};
 use super::http::{self, Expiry};
+use crate::credential_helper::{is_executable, spawn};
 use crate::{BoxFuture, Error, Secret};
 
 /// The longest lifetime believed from `expiresOn`, which is local time without a zone: read as
@@ -151,33 +151,6 @@ fn parse_local_datetime(text: &str) -> Option<i64> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     Some(days * 86_400 + hour * 3600 + minute * 60 + second)
-}
-
-/// Spawns `command`, retrying briefly on `ETXTBSY`: the program was just written (installed,
-/// upgraded, or a test's fake) and another thread's fork still holds it open for writing.
-async fn spawn(command: &mut Command) -> io::Result<Child> {
-    let mut attempts = 0;
-    loop {
-        match command.spawn() {
-            Err(e) if e.kind() == io::ErrorKind::ExecutableFileBusy && attempts < 10 => {
-                attempts += 1;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            result => return result,
-        }
-    }
-}
-
-#[cfg(unix)]
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt as _;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-#[cfg(not(unix))]
-fn is_executable(path: &Path) -> bool {
-    path.is_file()
 }
 
 impl EntraSource for AzureCli {

@@ -332,14 +332,7 @@ impl Shared {
 
     /// A source manifest by digest, fetched once per run.
     async fn manifest(&self, source: &Repository, digest: &Digest) -> Result<Arc<Manifest>, Error> {
-        let key = format!("{}@{digest}", source_id(source));
-        let cell = self
-            .manifests
-            .lock()
-            .expect("manifests")
-            .entry(key)
-            .or_default()
-            .clone();
+        let cell = self.manifest_cell(source, digest);
         cell.get_or_try_init(|| async { source.manifest(&digest.to_string()).await.map(Arc::new) })
             .await
             .cloned()
@@ -347,17 +340,20 @@ impl Shared {
 
     /// Remember a manifest fetched by tag, so its digest is not fetched again.
     fn remember(&self, source: &Repository, manifest: Manifest) -> Arc<Manifest> {
-        let key = format!("{}@{}", source_id(source), manifest.digest());
-        let cell = self
-            .manifests
-            .lock()
-            .expect("manifests")
-            .entry(key)
-            .or_default()
-            .clone();
+        let cell = self.manifest_cell(source, manifest.digest());
         let manifest = Arc::new(manifest);
         let _ = cell.set(manifest.clone());
         cell.get().cloned().unwrap_or(manifest)
+    }
+
+    /// The run's slot for the source manifest `digest`.
+    fn manifest_cell(&self, source: &Repository, digest: &Digest) -> Arc<OnceCell<Arc<Manifest>>> {
+        self.manifests
+            .lock()
+            .expect("manifests")
+            .entry(format!("{}@{digest}", source_id(source)))
+            .or_default()
+            .clone()
     }
 
     /// A source subject's referrers, looked up once per run.
