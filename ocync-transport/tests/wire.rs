@@ -1092,3 +1092,29 @@ async fn docker_hub_rate_limit_headers_are_surfaced() {
     client.manifest_head("app", "v1").await.unwrap();
     assert_eq!(client.stats().ratelimit_remaining, Some(7));
 }
+
+/// A 429 saying the allowance is spent (`ratelimit-remaining: 0`, Docker Hub's pull limit)
+/// fails at once with the registry's message: one request, no retry, nothing drawn from waiting.
+#[tokio::test]
+async fn spent_allowance_fails_without_retrying() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v2/app/manifests/v1"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("ratelimit-limit", "100;w=21600")
+                .insert_header("ratelimit-remaining", "0;w=21600")
+                .set_body_string(
+                    r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit."}]}"#,
+                ),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = http_client(&server).build().unwrap();
+    let err = client.manifest("app", "v1").await.unwrap_err();
+    assert!(err.to_string().contains("pull rate limit"), "{err}");
+    let stats = client.stats();
+    assert_eq!((stats.throttled, stats.retries, stats.total()), (1, 0, 1));
+    assert_eq!(stats.ratelimit_remaining, Some(0));
+}
