@@ -49,6 +49,9 @@ fi
 # Tests must never reach a cloud metadata service or a real cloud host.
 export AWS_EC2_METADATA_DISABLED=true
 
+# The free space decides whether a cold build fits (a CI disk once ran out mid-build).
+df -h . 2>/dev/null | sed 's/^/disk: /' >&2 || true
+
 echo "== cargo fmt" >&2
 cargo fmt --all -- --check
 echo "== cargo clippy" >&2
@@ -61,4 +64,5 @@ for features in "" "ecr" "acr"; do
 done
 echo "== cargo doc (libraries, warnings denied)" >&2
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked -p ocync-core -p ocync-auth -p ocync-transport
+du -sh target 2>/dev/null | sed 's/^/build size: /' >&2 || true
 echo "== all checks passed" >&2
