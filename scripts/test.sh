@@ -35,10 +35,10 @@ if [ ! -x "$moto_dir/bin/moto_server" ]; then
   echo "installing moto[server] into $moto_dir (pip)" >&2
   rm -rf "$moto_dir"
   if python3 -m venv "$moto_dir" >/dev/null 2>&1 && [ -x "$moto_dir/bin/pip" ]; then
-    "$moto_dir/bin/pip" install -q 'moto[server]' >/dev/null
+    "$moto_dir/bin/pip" install -q 'moto[server]==5.2.5' >/dev/null
   else
     rm -rf "$moto_dir"
-    python3 -m pip install -q --no-warn-conflicts --target "$moto_dir/lib" 'moto[server]' >/dev/null
+    python3 -m pip install -q --no-warn-conflicts --target "$moto_dir/lib" 'moto[server]==5.2.5' >/dev/null
     mkdir -p "$moto_dir/bin"
     printf '#!/bin/sh\nPYTHONPATH="%s${PYTHONPATH:+:$PYTHONPATH}" exec python3 -m moto.server "$@"\n' \
       "$(pwd)/$moto_dir/lib" >"$moto_dir/bin/moto_server"

@@ -45,7 +45,8 @@ pub(crate) async fn run(args: CopyArgs) -> anyhow::Result<Code> {
     }
     let options = CopyOptions::default()
         .referrers(!args.no_referrers)
-        .blob_concurrency(args.concurrency);
+        .blob_concurrency(args.concurrency)
+        .staging(std::env::temp_dir().join("ocync-staging"));
     let report = Copy::new(&args.source, &args.target)
         .options(options)
         .registries(&registries)

@@ -17,6 +17,7 @@ pub(crate) async fn run(args: SyncArgs) -> anyhow::Result<Code> {
     let mut options = SyncOptions::default()
         .image_concurrency(global.max_concurrent_transfers)
         .cache(global.cache_dir.join("state.json"))
+        .staging(global.cache_dir.join("staging"), global.staging_size_limit)
         .dry_run(args.dry_run)
         .shutdown(signals::shutdown());
     options.cache_ttl = global.cache_ttl;

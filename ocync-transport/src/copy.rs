@@ -27,6 +27,8 @@ pub struct CopyOptions {
     pub referrers: bool,
     /// Blob transfers in flight at once (default 6).
     pub blob_concurrency: usize,
+    /// Where blobs in transfer are staged (see [`SyncOptions::staging_dir`]; default none).
+    pub staging_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for CopyOptions {
@@ -34,6 +36,7 @@ impl Default for CopyOptions {
         CopyOptions {
             referrers: true,
             blob_concurrency: 6,
+            staging_dir: None,
         }
     }
 }
@@ -48,6 +51,13 @@ impl CopyOptions {
     /// Blob transfers in flight at once (at least 1).
     pub fn blob_concurrency(mut self, n: usize) -> Self {
         self.blob_concurrency = n.max(1);
+        self
+    }
+
+    /// Stage blobs in transfer under `dir`, so a failed transfer need not read its source
+    /// again.
+    pub fn staging(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.staging_dir = Some(dir.into());
         self
     }
 }
@@ -89,7 +99,8 @@ pub async fn copy_image(
     options: &CopyOptions,
 ) -> Result<CopyReport, Error> {
     let started = Instant::now();
-    let sync_options = SyncOptions::default().blob_concurrency(options.blob_concurrency);
+    let mut sync_options = SyncOptions::default().blob_concurrency(options.blob_concurrency);
+    sync_options.staging_dir = options.staging_dir.clone();
     let shared = Shared::new(
         SyncPlan::default(),
         &sync_options,

@@ -40,8 +40,30 @@ pub struct Layout {
     index_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
-fn io_error(path: &Path, what: &str, e: std::io::Error) -> Error {
+pub(crate) fn io_error(path: &Path, what: &str, e: std::io::Error) -> Error {
     Error::layout(path, format!("cannot {what}: {e}"), Some(e))
+}
+
+/// Stream a file (or the part of it `file` is limited to) in `READ_CHUNK`s.
+pub(crate) fn read_file(
+    file: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    path: PathBuf,
+) -> BlobStream {
+    BlobStream::new(futures::stream::try_unfold(file, move |mut file| {
+        let path = path.clone();
+        async move {
+            let mut buf = BytesMut::with_capacity(READ_CHUNK);
+            let n = file
+                .read_buf(&mut buf)
+                .await
+                .map_err(|e| io_error(&path, "read a blob", e))?;
+            Ok(if n == 0 {
+                None
+            } else {
+                Some((buf.freeze(), file))
+            })
+        }
+    }))
 }
 
 impl Layout {
@@ -242,23 +264,7 @@ impl Layout {
         let file = tokio::fs::File::open(&path)
             .await
             .map_err(|e| io_error(&path, &format!("open blob {}", descriptor.digest), e))?;
-        let read_path = path.clone();
-        let stream = futures::stream::try_unfold(file, move |mut file| {
-            let path = read_path.clone();
-            async move {
-                let mut buf = BytesMut::with_capacity(READ_CHUNK);
-                let n = file
-                    .read_buf(&mut buf)
-                    .await
-                    .map_err(|e| io_error(&path, "read a blob", e))?;
-                Ok(if n == 0 {
-                    None
-                } else {
-                    Some((buf.freeze(), file))
-                })
-            }
-        });
-        Ok(BlobStream::new(stream).verified(descriptor, format!("oci:{}", self.root.display())))
+        Ok(read_file(file, path).verified(descriptor, format!("oci:{}", self.root.display())))
     }
 
     /// Write a blob from a stream. The bytes are verified against `descriptor`, and the file

@@ -21,7 +21,8 @@ use ocync_transport::testing::{
 };
 use ocync_transport::{
     Client, ClientBuilder, CopyOptions, CopyReport, Endpoint, Error, ErrorKind, Layout, Mapping,
-    Repository, RequestKind, Status, SyncOptions, SyncPlan, TagFilter, Target, copy_image, sync,
+    Repository, RequestKind, Status, SyncOptions, SyncPlan, TagFilter, TagRules, Target,
+    copy_image, sync,
 };
 use reqwest::header::CONTENT_TYPE;
 
@@ -242,6 +243,238 @@ async fn upload_cut_of_a_large_blob_switches_to_chunks() {
     assert_eq!(patches, [8 * MIB as u64, MIB as u64], "{}", log(&target));
     assert_eq!(target.deleted_sessions().len(), 1);
     assert!(target.open_sessions().is_empty());
+}
+
+/// Like [`copy_between`], with blobs staged under `dir`.
+async fn copy_staged(
+    source: &Client,
+    target: &Client,
+    tag: &str,
+    dir: &Path,
+) -> Result<CopyReport, Error> {
+    copy_image(
+        &Repository::registry(source.clone(), REPO),
+        tag,
+        &Repository::registry(target.clone(), REPO),
+        Some(tag),
+        &CopyOptions::default().referrers(false).staging(dir),
+    )
+    .await
+}
+
+/// A filter taking just `v1` (the fault server has no tag list).
+fn only_v1() -> TagFilter {
+    let mut rules = TagRules::default();
+    rules.glob = vec!["v1".into()];
+    TagFilter::new(Some(&rules), None).unwrap()
+}
+
+/// The start of a `Range: bytes=<start>-` header.
+fn range_start(request: &FaultRequest) -> Option<u64> {
+    request
+        .range
+        .as_deref()?
+        .strip_prefix("bytes=")?
+        .strip_suffix('-')?
+        .parse()
+        .ok()
+}
+
+/// With staging, a download cut 100 KiB into a 512 KiB layer resumes: the second GET asks for
+/// the bytes from where the staged copy ends (206), not the whole layer again, and the joined
+/// bytes are verified (the layer is stored under its digest).
+#[tokio::test]
+async fn staged_download_cut_mid_blob_resumes_with_a_range() {
+    let image = ImageFixture::image(11, "linux/amd64", &[512 * KIB]);
+    let layer = &image.layers()[0];
+    let config = image.config().unwrap();
+    let source = source_with(&[("v1", &image)]).await;
+    source.add_fault(Fault::reset_after(
+        "GET",
+        layer.digest().encoded(),
+        100 * KIB,
+    ));
+    let target = FaultServer::start(Vec::new()).await;
+    let (src, dst) = (client_for(&source), client_for(&target));
+    let staging = tempfile::tempdir().unwrap();
+
+    copy_staged(&src, &dst, "v1", staging.path()).await.unwrap();
+
+    assert_stored(&target, &image, "v1");
+    let gets = matching(&source, "GET", layer.digest().encoded());
+    assert_eq!(gets.len(), 2, "{}", log(&source));
+    assert_eq!(
+        (gets[0].fault, gets[0].range.as_deref()),
+        (Some("reset_after"), None)
+    );
+    let resumed_at = range_start(&gets[1]).unwrap_or_else(|| panic!("{:?}", gets[1]));
+    assert!(
+        resumed_at > 0 && resumed_at <= 100 * KIB as u64,
+        "{:?}",
+        gets[1]
+    );
+    assert_eq!(gets[1].status, 206);
+    // At most the cut response's 100 KiB came twice; the rest of the layer came once.
+    let downloaded = src.stats().bytes_downloaded;
+    let once = config.size() + layer.size();
+    assert!(
+        downloaded >= once && downloaded <= once + 100 * KIB as u64 - resumed_at,
+        "{downloaded} bytes downloaded for {once}"
+    );
+    assert!(
+        std::fs::read_dir(staging.path()).unwrap().next().is_none(),
+        "spool files are removed when their transfer settles"
+    );
+}
+
+/// A source that ignores `Range` answers the resumed read with the whole layer (200): the
+/// staged prefix is dropped and the layer still arrives intact.
+#[tokio::test]
+async fn staged_resume_from_a_source_ignoring_range_reads_the_whole_blob() {
+    let image = ImageFixture::image(12, "linux/amd64", &[512 * KIB]);
+    let layer = &image.layers()[0];
+    let source = source_with(&[("v1", &image)]).await;
+    source.ignore_ranges();
+    source.add_fault(Fault::reset_after(
+        "GET",
+        layer.digest().encoded(),
+        100 * KIB,
+    ));
+    let target = FaultServer::start(Vec::new()).await;
+    let (src, dst) = (client_for(&source), client_for(&target));
+    let staging = tempfile::tempdir().unwrap();
+
+    copy_staged(&src, &dst, "v1", staging.path()).await.unwrap();
+
+    assert_stored(&target, &image, "v1");
+    let gets = matching(&source, "GET", layer.digest().encoded());
+    assert_eq!(gets.len(), 2, "{}", log(&source));
+    assert!(range_start(&gets[1]).is_some(), "{:?}", gets[1]);
+    assert_eq!(gets[1].status, 200);
+}
+
+/// With staging, an upload cut 64 KiB into the whole-blob PUT of a 4 MiB layer starts again
+/// from the staged bytes: the layer is not read from the source a second time (at most the
+/// part the first read had not delivered yet, with a range).
+#[tokio::test]
+async fn staged_upload_cut_mid_blob_does_not_read_the_source_again() {
+    let image = ImageFixture::image(13, "linux/amd64", &[4 * MIB]);
+    let layer = &image.layers()[0];
+    let config = image.config().unwrap();
+    let source = source_with(&[("v1", &image)]).await;
+    let target = FaultServer::start(vec![Fault::reset_after(
+        "PUT",
+        layer.digest().encoded(),
+        64 * KIB,
+    )])
+    .await;
+    let (src, dst) = (client_for(&source), client_for(&target));
+    let staging = tempfile::tempdir().unwrap();
+
+    copy_staged(&src, &dst, "v1", staging.path()).await.unwrap();
+
+    assert_stored(&target, &image, "v1");
+    let puts = matching(&target, "PUT", layer.digest().encoded());
+    assert_eq!(puts.len(), 2, "{}", log(&target));
+    assert_eq!((puts[1].status, puts[1].body_bytes), (201, layer.size()));
+    let gets = matching(&source, "GET", layer.digest().encoded());
+    assert!(gets.len() <= 2, "{}", log(&source));
+    if let Some(again) = gets.get(1) {
+        assert!(range_start(again).is_some_and(|s| s > 0), "{again:?}");
+    }
+    // Without staging this is config + 2 x layer.
+    let downloaded = src.stats().bytes_downloaded;
+    assert!(
+        downloaded < config.size() + layer.size() + layer.size() / 4,
+        "{downloaded} bytes downloaded for a {} byte layer",
+        layer.size()
+    );
+}
+
+/// One source read feeds two targets; the upload to one is cut. The tee read the whole layer
+/// into the staging directory, so the restart for that target is served from disk: exactly one
+/// source GET per blob for the whole run.
+#[tokio::test]
+async fn staged_tee_restarts_one_target_from_disk() {
+    let image = ImageFixture::image(14, "linux/amd64", &[512 * KIB]);
+    let layer = &image.layers()[0];
+    let source = source_with(&[("v1", &image)]).await;
+    let healthy = FaultServer::start(Vec::new()).await;
+    let cut = FaultServer::start(vec![Fault::reset_after(
+        "PUT",
+        layer.digest().encoded(),
+        64 * KIB,
+    )])
+    .await;
+    let src = client_for(&source);
+    let staging = tempfile::tempdir().unwrap();
+    let targets = [("healthy", &healthy), ("cut", &cut)]
+        .into_iter()
+        .map(|(label, server)| Target::new(label, Endpoint::Registry(client_for(server)), REPO))
+        .collect();
+    let mapping = Mapping::new(Endpoint::Registry(src.clone()), REPO, targets, only_v1());
+
+    let report = sync(
+        SyncPlan {
+            mappings: vec![mapping],
+        },
+        SyncOptions::default().staging(staging.path(), None),
+    )
+    .await;
+
+    assert_eq!(report.count(Status::Synced), 2, "{report:#?}");
+    assert_stored(&healthy, &image, "v1");
+    assert_stored(&cut, &image, "v1");
+    assert_eq!(matching(&cut, "PUT", layer.digest().encoded()).len(), 2);
+    for blob in &image.blobs {
+        assert_eq!(
+            matching(&source, "GET", blob.digest().encoded()).len(),
+            1,
+            "{}",
+            log(&source)
+        );
+    }
+}
+
+/// A staging limit below the layer's size leaves it unstaged: the cut download is read again
+/// from the first byte, as without staging.
+#[tokio::test]
+async fn a_blob_over_the_staging_limit_streams_unstaged() {
+    let image = ImageFixture::image(15, "linux/amd64", &[512 * KIB]);
+    let layer = &image.layers()[0];
+    let source = source_with(&[("v1", &image)]).await;
+    source.add_fault(Fault::reset_after(
+        "GET",
+        layer.digest().encoded(),
+        100 * KIB,
+    ));
+    let target = FaultServer::start(Vec::new()).await;
+    let src = client_for(&source);
+    let staging = tempfile::tempdir().unwrap();
+    let mapping = Mapping::new(
+        Endpoint::Registry(src.clone()),
+        REPO,
+        vec![Target::new(
+            "t",
+            Endpoint::Registry(client_for(&target)),
+            REPO,
+        )],
+        only_v1(),
+    );
+
+    let report = sync(
+        SyncPlan {
+            mappings: vec![mapping],
+        },
+        SyncOptions::default().staging(staging.path(), Some(256 * KIB as u64)),
+    )
+    .await;
+
+    assert_eq!(report.count(Status::Synced), 1, "{report:#?}");
+    assert_stored(&target, &image, "v1");
+    let gets = matching(&source, "GET", layer.digest().encoded());
+    assert_eq!(gets.len(), 2, "{}", log(&source));
+    assert_eq!(gets[1].range, None, "not staged, so read whole again");
 }
 
 /// One 500 on the target's manifest PUT and one on its HEAD of the layer: each request is sent

@@ -104,7 +104,8 @@ pub(crate) struct Global {
     pub(crate) cache_dir: PathBuf,
     /// How long the cache stays valid; `None` when it never expires (`"0"`). Default 12 h.
     pub(crate) cache_ttl: Option<Duration>,
-    /// Staging directory limit in bytes; `None`: no limit (the default).
+    /// The most bytes staged at once under `<cache_dir>/staging`; `None`: no limit beyond the
+    /// blobs in flight (the default).
     pub(crate) staging_size_limit: Option<u64>,
 }
 

@@ -1,6 +1,7 @@
 //! Getting blobs to targets: one writer per (target repository, digest), one upload per
 //! (target registry, digest) with the other repositories mounting it, and one source `GET` per
-//! job teed to every target that needs the bytes.
+//! job teed to every target that needs the bytes, staged on disk (when a staging directory is
+//! set) so that a failed transfer starts again without reading the source again.
 //!
 //! Locks are taken per target in one global order (site, repository) and transfer permits
 //! only after all locks are held, so a task that waits for a lock never holds a permit and two
@@ -23,6 +24,7 @@ use crate::stream::BlobStream;
 use crate::upload::{Mount, UploadSession};
 
 use super::cache::Cache;
+use super::stage::{Spool, Stage};
 
 /// Times a failed blob transfer is started again.
 const TRANSFER_RETRIES: u32 = 2;
@@ -111,6 +113,7 @@ pub(crate) struct Blobs {
     repositories: KeyedLocks<(String, String, Digest)>,
     sites: KeyedLocks<(String, Digest)>,
     transfers: Semaphore,
+    stage: Option<Arc<Stage>>,
 }
 
 struct Slot<'a> {
@@ -122,12 +125,13 @@ struct Slot<'a> {
 }
 
 impl Blobs {
-    pub(crate) fn new(cache: Arc<Cache>, transfers: usize) -> Blobs {
+    pub(crate) fn new(cache: Arc<Cache>, transfers: usize, stage: Option<Stage>) -> Blobs {
         Blobs {
             cache,
             repositories: KeyedLocks::default(),
             sites: KeyedLocks::default(),
             transfers: Semaphore::new(transfers.max(1)),
+            stage: stage.map(Arc::new),
         }
     }
 
@@ -177,7 +181,17 @@ impl Blobs {
             .acquire()
             .await
             .expect("semaphore is never closed");
-        let results = match source.blob(descriptor).await {
+        // Bytes from a registry are staged so that a failed transfer need not read them again;
+        // a layout is already on local disk.
+        let spool = match (&self.stage, source) {
+            (Some(stage), Repository::Registry { .. }) => stage.spool(descriptor).await,
+            _ => None,
+        };
+        let read = source.blob(descriptor).await.map(|stream| match &spool {
+            Some(spool) => spool.record(stream, 0),
+            None => stream,
+        });
+        let results = match read {
             Err(e) => vec![Err(e); slots.len()],
             Ok(stream) if slots.len() == 1 => {
                 let slot = &mut slots[0];
@@ -193,8 +207,8 @@ impl Blobs {
         let mut first_error = None;
         for (mut slot, mut result) in slots.into_iter().zip(results) {
             // A transfer that failed for a passing reason (a reset, a 5xx, a 429, a body too
-            // large for one request) starts again from the source, for this target only. The
-            // bytes are not kept between attempts, so each one reads the source again.
+            // large for one request) starts again, for this target only: from the staged
+            // bytes (and the source for what never arrived), else from the source.
             let mut attempt = 0;
             while let Err(e) = &result
                 && attempt < TRANSFER_RETRIES
@@ -207,7 +221,7 @@ impl Blobs {
                 );
                 tracing::warn!(blob = %digest, target = %slot.place.repository.display_name(), error = %e, attempt, "blob transfer failed; starting it again");
                 tokio::time::sleep(wait).await;
-                result = match source.blob(descriptor).await {
+                result = match reread(source, descriptor, spool.as_ref()).await {
                     Ok(stream) => {
                         slot.place
                             .repository
@@ -310,6 +324,18 @@ impl Blobs {
             _site: site_guard,
             session,
         }))
+    }
+}
+
+/// The blob once more, for another attempt.
+async fn reread(
+    source: &Repository,
+    descriptor: &Descriptor,
+    spool: Option<&Spool>,
+) -> Result<BlobStream, Error> {
+    match spool {
+        Some(spool) => spool.replay(source, descriptor).await,
+        None => source.blob(descriptor).await,
     }
 }
 

@@ -23,6 +23,7 @@ use super::blobs::{Blobs, KeyedLocks, Place, Tally};
 use super::cache::{Cache, TagEntry};
 use super::platform::{filter_index, platform_key};
 use super::report::{ImageReport, MappingError, RegistryStats, Status, SyncReport};
+use super::stage::Stage;
 use super::{Endpoint, ReferrerPolicy, SyncOptions, SyncPlan};
 
 /// Run a plan. Never fails as a whole: every error is reported with the image or mapping it
@@ -184,7 +185,15 @@ impl Shared {
         Shared {
             plan,
             dry_run: options.dry_run,
-            blobs: Blobs::new(cache.clone(), options.blob_concurrency),
+            blobs: Blobs::new(
+                cache.clone(),
+                options.blob_concurrency,
+                options
+                    .staging_dir
+                    .clone()
+                    .filter(|_| !options.dry_run)
+                    .map(|dir| Stage::new(dir, options.staging_limit)),
+            ),
             cache,
             images: Semaphore::new(options.image_concurrency.max(1)),
             manifests: Mutex::new(HashMap::new()),

@@ -14,6 +14,8 @@
 //! - a persistent [`cache`](SyncOptions::cache_path) so an unchanged tag costs one source and
 //!   one target `HEAD`; entries are verified, and a target that lost a blob heals in the same
 //!   run;
+//! - bytes in transfer [staged](SyncOptions::staging_dir) on disk, so a failed upload or a cut
+//!   download starts again from disk and reads from the source only what never arrived;
 //! - failures stay with the image or mapping they belong to; the rest of the run completes.
 
 mod blobs;
@@ -21,6 +23,7 @@ mod cache;
 mod engine;
 mod platform;
 mod report;
+mod stage;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -297,6 +300,12 @@ pub struct SyncOptions {
     pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
     /// How long running work may take to finish after a shutdown (default 25 s).
     pub drain_timeout: Duration,
+    /// Where blobs read from registries are staged while in transfer, so that a failed upload
+    /// or a cut download starts again without reading the source again (`None`: no staging).
+    pub staging_dir: Option<PathBuf>,
+    /// The most bytes staged at once; a blob that would exceed it streams unstaged (`None`:
+    /// no limit beyond the blobs in flight).
+    pub staging_limit: Option<u64>,
 }
 
 impl Default for SyncOptions {
@@ -309,6 +318,8 @@ impl Default for SyncOptions {
             cache_ttl: None,
             shutdown: None,
             drain_timeout: Duration::from_secs(25),
+            staging_dir: None,
+            staging_limit: None,
         }
     }
 }
@@ -335,6 +346,13 @@ impl SyncOptions {
     /// Blob transfers in flight at once (at least 1).
     pub fn blob_concurrency(mut self, n: usize) -> Self {
         self.blob_concurrency = n.max(1);
+        self
+    }
+
+    /// Stage blobs in transfer under `dir`, at most `limit` bytes at once.
+    pub fn staging(mut self, dir: impl Into<PathBuf>, limit: Option<u64>) -> Self {
+        self.staging_dir = Some(dir.into());
+        self.staging_limit = limit;
         self
     }
 

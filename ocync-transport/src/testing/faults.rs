@@ -218,6 +218,8 @@ pub struct FaultRequest {
     pub body_bytes: u64,
     /// The [`Fault::name`] of the fault applied to this request, if any.
     pub fault: Option<&'static str>,
+    /// The request's `Range` header, if any.
+    pub range: Option<String>,
 }
 
 impl fmt::Display for FaultRequest {
@@ -259,6 +261,8 @@ struct Store {
     requests: Vec<FaultRequest>,
     max_request_body: u64,
     deleted_sessions: Vec<String>,
+    /// Answer blob `GET`s with the whole blob whatever their `Range` says.
+    ignore_ranges: bool,
 }
 
 /// The state a handler sees: the server's, and a way to cut its own connection.
@@ -401,6 +405,12 @@ impl FaultServer {
         self.shared.lock().max_request_body
     }
 
+    /// Answer every blob `GET` with the whole blob (`200`), ignoring `Range`, as some
+    /// registries and storage hosts do.
+    pub fn ignore_ranges(&self) {
+        self.shared.lock().ignore_ranges = true;
+    }
+
     /// The ids of the upload sessions deleted with `DELETE`, oldest first.
     pub fn deleted_sessions(&self) -> Vec<String> {
         self.shared.lock().deleted_sessions.clone()
@@ -483,6 +493,7 @@ impl Shared {
             status,
             body_bytes,
             fault,
+            range: request.header(RANGE).map(str::to_owned),
         });
     }
 }
@@ -801,12 +812,48 @@ impl Shared {
             );
         };
         let len = bytes.len();
-        let mut response = if request.method == Method::HEAD {
-            empty(StatusCode::OK)
-        } else {
-            with_body(StatusCode::OK, bytes)
+        // `Range: bytes=<first>-` (the only form clients resume with), as distribution's
+        // storage driver serves it: 206 with the rest, 416 past the end.
+        let first = request
+            .header(RANGE)
+            .filter(|_| request.method == Method::GET && !self.lock().ignore_ranges)
+            .and_then(|r| {
+                r.strip_prefix("bytes=")?
+                    .strip_suffix('-')?
+                    .parse::<usize>()
+                    .ok()
+            });
+        let mut response = match first {
+            _ if request.method == Method::HEAD => {
+                let mut response = empty(StatusCode::OK);
+                set(&mut response, CONTENT_LENGTH, len.to_string());
+                response
+            }
+            Some(first) if first >= len => {
+                let mut response = empty(StatusCode::RANGE_NOT_SATISFIABLE);
+                set(
+                    &mut response,
+                    HeaderName::from_static(CONTENT_RANGE),
+                    format!("bytes */{len}"),
+                );
+                return response;
+            }
+            Some(first) => {
+                let mut response = with_body(StatusCode::PARTIAL_CONTENT, bytes.slice(first..));
+                set(
+                    &mut response,
+                    HeaderName::from_static(CONTENT_RANGE),
+                    format!("bytes {first}-{}/{len}", len - 1),
+                );
+                set(&mut response, CONTENT_LENGTH, (len - first).to_string());
+                response
+            }
+            None => {
+                let mut response = with_body(StatusCode::OK, bytes);
+                set(&mut response, CONTENT_LENGTH, len.to_string());
+                response
+            }
         };
-        set(&mut response, CONTENT_LENGTH, len.to_string());
         set(
             &mut response,
             CONTENT_TYPE,

@@ -1,0 +1,375 @@
+//! Staging: the bytes of a blob in transfer, written to local disk as they pass, so that a
+//! transfer that fails part way starts again from disk and asks the source only for what it
+//! never delivered (`Range: bytes=<n>-`).
+//!
+//! A spool file lives as long as its transfer: it is removed when the transfer settles,
+//! whether it succeeded or not, so the directory holds at most the blobs in flight. The
+//! replayed bytes are verified again end to end against the descriptor, so a bad disk or a
+//! registry that resumes at the wrong place yields a clear error, never a wrong blob.
+//!
+//! Writes go through `spawn_blocking` under a lock that also holds the length written: a
+//! recording abandoned mid-write (its upload failed) finishes that write before a replay reads
+//! the length, and a write is only made at the offset the file has reached, so a late write
+//! from an abandoned recording can never interleave with a new one.
+
+use std::io::{Seek as _, SeekFrom, Write as _};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use futures::StreamExt as _;
+use tokio::io::AsyncReadExt as _;
+
+use ocync_core::Descriptor;
+
+use crate::error::Error;
+use crate::layout::read_file;
+use crate::repository::Repository;
+use crate::stream::BlobStream;
+
+/// Spool files older than this are left over from a run that was killed; a live transfer
+/// writes to its file continuously or removes it within seconds.
+const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
+
+/// Spool files end with this; nothing else in the directory is touched.
+const SUFFIX: &str = ".part";
+
+/// The staging directory of a run and the bytes it may hold.
+#[derive(Debug)]
+pub(crate) struct Stage {
+    dir: PathBuf,
+    limit: u64,
+    used: AtomicU64,
+    seq: AtomicU64,
+    warned: AtomicBool,
+}
+
+impl Stage {
+    /// Stage under `dir`, holding at most `limit` bytes at once (`None`: as many as the
+    /// transfers in flight need). Spool files a killed run left behind are removed.
+    pub(crate) fn new(dir: PathBuf, limit: Option<u64>) -> Stage {
+        sweep(&dir);
+        Stage {
+            dir,
+            limit: limit.unwrap_or(u64::MAX),
+            used: AtomicU64::new(0),
+            seq: AtomicU64::new(0),
+            warned: AtomicBool::new(false),
+        }
+    }
+
+    /// A spool for one transfer of `descriptor`, or `None` when the blob does not fit in what
+    /// is left of the limit or the directory cannot be written (the transfer then streams
+    /// unstaged, as it would without staging).
+    pub(crate) async fn spool(self: &Arc<Self>, descriptor: &Descriptor) -> Option<Spool> {
+        let size = descriptor.size;
+        let reserved = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(size).filter(|total| *total <= self.limit)
+            })
+            .is_ok();
+        if !reserved {
+            tracing::debug!(blob = %descriptor.digest, size, limit = self.limit, "not staged: the staging limit is reached");
+            return None;
+        }
+        let name = format!(
+            "{}-{}-{}{SUFFIX}",
+            descriptor.digest.encoded(),
+            std::process::id(),
+            self.seq.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = self.dir.join(name);
+        let dir = self.dir.clone();
+        let create_path = path.clone();
+        let created = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)?;
+            std::fs::File::options()
+                .write(true)
+                .create_new(true)
+                .open(&create_path)
+        })
+        .await
+        .expect("spool creation does not panic");
+        match created {
+            Ok(file) => Some(Spool {
+                path,
+                size,
+                state: Arc::new(Mutex::new(Written {
+                    file: Some(file),
+                    len: 0,
+                })),
+                stage: self.clone(),
+            }),
+            Err(e) => {
+                self.used.fetch_sub(size, Ordering::AcqRel);
+                if !self.warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "cannot stage blobs; transfers that fail will read their source again");
+                }
+                None
+            }
+        }
+    }
+
+    /// Bytes reserved by live spools.
+    #[cfg(test)]
+    fn used(&self) -> u64 {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+/// Remove spool files of killed runs under `dir`.
+fn sweep(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let now = SystemTime::now();
+    for entry in entries.flatten() {
+        let stale = entry.file_name().to_string_lossy().ends_with(SUFFIX)
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > ABANDONED_AFTER);
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// What a spool file holds.
+#[derive(Debug)]
+struct Written {
+    /// `None` after a write failed: the spool is given up.
+    file: Option<std::fs::File>,
+    /// Bytes written from the start of the blob.
+    len: u64,
+}
+
+/// The staged bytes of one transfer.
+#[derive(Debug)]
+pub(crate) struct Spool {
+    path: PathBuf,
+    size: u64,
+    state: Arc<Mutex<Written>>,
+    stage: Arc<Stage>,
+}
+
+impl Spool {
+    /// Pass `stream` through, appending its chunks to the spool. `stream` must start where
+    /// the spool ends (at 0 for a first read).
+    pub(crate) fn record(&self, stream: BlobStream, start: u64) -> BlobStream {
+        let state = self.state.clone();
+        let path = self.path.clone();
+        let at = Arc::new(AtomicU64::new(start));
+        BlobStream::new(stream.then(move |item| {
+            let (state, path, at) = (state.clone(), path.clone(), at.clone());
+            async move {
+                if let Ok(chunk) = &item {
+                    let chunk = chunk.clone();
+                    let offset = at.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    let _ = tokio::task::spawn_blocking(move || {
+                        append(&state, &path, offset, &chunk);
+                    })
+                    .await;
+                }
+                item
+            }
+        }))
+    }
+
+    /// The blob again for another attempt: from the spool when it holds all of it, else the
+    /// staged prefix followed by the rest from `source` (recorded in turn), else (a registry
+    /// that ignores `Range`, a spool that failed) the whole blob from `source` again. The
+    /// result is verified against `descriptor` from its first byte.
+    pub(crate) async fn replay(
+        &self,
+        source: &Repository,
+        descriptor: &Descriptor,
+    ) -> Result<BlobStream, Error> {
+        let state = self.state.clone();
+        let (have, healthy) = tokio::task::spawn_blocking(move || {
+            let state = state.lock().expect("spool state");
+            (state.len, state.file.is_some())
+        })
+        .await
+        .expect("reading the spool length does not panic");
+        let Repository::Registry { client, name } = source else {
+            return source.blob(descriptor).await;
+        };
+        let staged_at = format!("staged in {}", self.path.display());
+        if !healthy || have == 0 {
+            self.reset().await;
+            let read = client.blob_from(name, descriptor, 0).await?;
+            return Ok(self
+                .record(read.stream, 0)
+                .verified(descriptor, read.location));
+        }
+        let prefix = self.prefix(have).await?;
+        if have == self.size {
+            tracing::debug!(blob = %descriptor.digest, bytes = have, "replaying a staged blob");
+            return Ok(prefix.verified(descriptor, staged_at));
+        }
+        let read = client.blob_from(name, descriptor, have).await?;
+        if read.start == 0 {
+            tracing::debug!(blob = %descriptor.digest, "the source ignored Range; reading the whole blob again");
+            self.reset().await;
+            return Ok(self
+                .record(read.stream, 0)
+                .verified(descriptor, read.location));
+        }
+        tracing::debug!(blob = %descriptor.digest, staged = have, "resuming a blob read from the staged bytes");
+        let rest = self.record(read.stream, have);
+        Ok(BlobStream::new(prefix.chain(rest))
+            .verified(descriptor, format!("{} ({staged_at})", read.location)))
+    }
+
+    /// The first `len` staged bytes.
+    async fn prefix(&self, len: u64) -> Result<BlobStream, Error> {
+        let file = tokio::fs::File::open(&self.path)
+            .await
+            .map_err(|e| crate::layout::io_error(&self.path, "open a staged blob", e))?;
+        Ok(read_file(file.take(len), self.path.clone()))
+    }
+
+    /// Empty the spool for a read from the first byte.
+    async fn reset(&self) {
+        let state = self.state.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut state = state.lock().expect("spool state");
+            if let Some(file) = &state.file
+                && file.set_len(0).is_err()
+            {
+                state.file = None;
+            }
+            state.len = 0;
+        })
+        .await;
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        // Closing the file first lets the removal succeed on every platform.
+        self.state.lock().expect("spool state").file = None;
+        let _ = std::fs::remove_file(&self.path);
+        self.stage.used.fetch_sub(self.size, Ordering::AcqRel);
+    }
+}
+
+/// Write `chunk` at `offset` if the spool has reached exactly that offset (a chunk of an
+/// abandoned recording arriving late has not).
+fn append(state: &Mutex<Written>, path: &std::path::Path, offset: u64, chunk: &[u8]) {
+    let mut state = state.lock().expect("spool state");
+    if state.len != offset {
+        return;
+    }
+    let Some(file) = state.file.as_mut() else {
+        return;
+    };
+    let written = file
+        .seek(SeekFrom::Start(offset))
+        .and_then(|_| file.write_all(chunk));
+    match written {
+        Ok(()) => state.len += chunk.len() as u64,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot stage blob bytes; a failed transfer will read its source again");
+            state.file = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use ocync_core::{Digest, MediaType};
+
+    fn descriptor(bytes: &[u8]) -> Descriptor {
+        Descriptor::new(
+            MediaType::Other("application/octet-stream".into()),
+            Digest::sha256(bytes),
+            bytes.len() as u64,
+        )
+    }
+
+    fn chunks(bytes: &'static [u8], size: usize) -> BlobStream {
+        BlobStream::new(futures::stream::iter(
+            bytes
+                .chunks(size)
+                .map(|c| Ok(Bytes::from_static(c)))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    async fn drain(stream: BlobStream) -> Vec<u8> {
+        stream.collect(u64::MAX).await.unwrap().to_vec()
+    }
+
+    const BLOB: &[u8] = b"the quick brown fox jumps over the lazy dog, twice over";
+
+    #[tokio::test]
+    async fn a_recorded_stream_is_replayed_from_disk_and_the_file_goes_with_the_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let stage = Arc::new(Stage::new(dir.path().join("staging"), None));
+        let d = descriptor(BLOB);
+        let spool = stage.spool(&d).await.unwrap();
+        assert_eq!(stage.used(), BLOB.len() as u64);
+        assert_eq!(drain(spool.record(chunks(BLOB, 7), 0)).await, BLOB);
+        // A layout source is never staged, but a complete spool never asks its source.
+        let nowhere = Repository::registry(crate::Client::new("127.0.0.1:9").unwrap(), "x");
+        assert_eq!(drain(spool.replay(&nowhere, &d).await.unwrap()).await, BLOB);
+        let path = spool.path.clone();
+        assert!(path.exists());
+        drop(spool);
+        assert!(!path.exists());
+        assert_eq!(stage.used(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_recording_keeps_its_prefix_and_late_writes_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let stage = Arc::new(Stage::new(dir.path().to_owned(), None));
+        let spool = stage.spool(&descriptor(BLOB)).await.unwrap();
+        let mut recording = spool.record(chunks(BLOB, 10), 0);
+        recording.next().await.unwrap().unwrap();
+        recording.next().await.unwrap().unwrap();
+        drop(recording);
+        assert_eq!(spool.state.lock().unwrap().len, 20);
+        // A write for an offset the spool has not reached is not made.
+        append(&spool.state, &spool.path, 30, b"late");
+        assert_eq!(spool.state.lock().unwrap().len, 20);
+        assert_eq!(drain(spool.prefix(20).await.unwrap()).await, &BLOB[..20]);
+        // The rest, recorded from where the spool ends, completes it.
+        let rest = BlobStream::from_bytes(Bytes::from_static(&BLOB[20..]));
+        drain(spool.record(rest, 20)).await;
+        assert_eq!(std::fs::read(&spool.path).unwrap(), BLOB);
+    }
+
+    #[tokio::test]
+    async fn the_limit_counts_blobs_in_flight_and_leftovers_of_killed_runs_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join(format!("abc-1-0{SUFFIX}"));
+        let other = dir.path().join("notes.txt");
+        for path in [&old, &other] {
+            let file = std::fs::File::create(path).unwrap();
+            file.set_modified(SystemTime::now() - 2 * ABANDONED_AFTER)
+                .unwrap();
+        }
+        let stage = Arc::new(Stage::new(
+            dir.path().to_owned(),
+            Some(BLOB.len() as u64 + 5),
+        ));
+        assert!(!old.exists(), "a spool file of a killed run is removed");
+        assert!(other.exists(), "nothing else is touched");
+        let d = descriptor(BLOB);
+        let first = stage.spool(&d).await.unwrap();
+        assert!(
+            stage.spool(&d).await.is_none(),
+            "over the limit: not staged"
+        );
+        assert!(stage.spool(&descriptor(b"tiny")).await.is_some());
+        drop(first);
+        assert!(stage.spool(&d).await.is_some(), "room again");
+    }
+}
