@@ -7,10 +7,10 @@
 //! replayed bytes are verified again end to end against the descriptor, so a bad disk or a
 //! registry that resumes at the wrong place yields a clear error, never a wrong blob.
 //!
-//! Writes go through `spawn_blocking` under a lock that also holds the length written: a
-//! recording abandoned mid-write (its upload failed) finishes that write before a replay reads
-//! the length, and a write is only made at the offset the file has reached, so a late write
-//! from an abandoned recording can never interleave with a new one.
+//! Writes are batched and go through `spawn_blocking` under a lock that also holds the length
+//! written: a recording abandoned mid-write (its upload failed) finishes that write before a
+//! replay reads the length, and a write is only made at the offset the file has reached, so a
+//! late write from an abandoned recording can never interleave with a new one.
 
 use std::io::{Seek as _, SeekFrom, Write as _};
 use std::path::PathBuf;
@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use futures::StreamExt as _;
 use tokio::io::AsyncReadExt as _;
 
@@ -31,6 +32,9 @@ use crate::stream::BlobStream;
 /// Spool files older than this are left over from a run that was killed; a live transfer
 /// writes to its file continuously or removes it within seconds.
 const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
+
+/// Bytes collected before one blocking write.
+const WRITE_BATCH: usize = 512 * 1024;
 
 /// Spool files end with this; nothing else in the directory is touched.
 const SUFFIX: &str = ".part";
@@ -157,25 +161,40 @@ pub(crate) struct Spool {
 
 impl Spool {
     /// Pass `stream` through, appending its chunks to the spool. `stream` must start where
-    /// the spool ends (at 0 for a first read).
+    /// the spool ends (at 0 for a first read). Chunks are written in batches of `WRITE_BATCH`
+    /// bytes (one blocking write each, not one per network chunk) and at the end of the stream;
+    /// a batch lost with an abandoned recording is read again with the rest.
     pub(crate) fn record(&self, stream: BlobStream, start: u64) -> BlobStream {
-        let state = self.state.clone();
-        let path = self.path.clone();
-        let at = Arc::new(AtomicU64::new(start));
-        BlobStream::new(stream.then(move |item| {
-            let (state, path, at) = (state.clone(), path.clone(), at.clone());
-            async move {
-                if let Ok(chunk) = &item {
-                    let chunk = chunk.clone();
-                    let offset = at.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                    let _ = tokio::task::spawn_blocking(move || {
-                        append(&state, &path, offset, &chunk);
-                    })
-                    .await;
+        let recorder = Recorder {
+            state: self.state.clone(),
+            path: self.path.clone(),
+            at: start,
+            pending: Vec::new(),
+            pending_len: 0,
+        };
+        BlobStream::new(futures::stream::unfold(
+            (stream, Some(recorder)),
+            |(mut stream, mut recorder)| async move {
+                let item = stream.next().await;
+                match (&item, recorder.as_mut()) {
+                    (Some(Ok(chunk)), Some(r)) => {
+                        r.pending_len += chunk.len();
+                        r.pending.push(chunk.clone());
+                        if r.pending_len >= WRITE_BATCH {
+                            r.flush().await;
+                        }
+                    }
+                    (None, Some(r)) => r.flush().await,
+                    // A failed read: what was received is still good for a resume.
+                    (Some(Err(_)), Some(r)) => {
+                        r.flush().await;
+                        recorder = None;
+                    }
+                    (_, None) => {}
                 }
-                item
-            }
-        }))
+                item.map(|item| (item, (stream, recorder)))
+            },
+        ))
     }
 
     /// The blob again for another attempt: from the spool when it holds all of it, else the
@@ -257,9 +276,45 @@ impl Drop for Spool {
     }
 }
 
-/// Write `chunk` at `offset` if the spool has reached exactly that offset (a chunk of an
-/// abandoned recording arriving late has not).
-fn append(state: &Mutex<Written>, path: &std::path::Path, offset: u64, chunk: &[u8]) {
+/// A recording's unwritten chunks and where they go.
+struct Recorder {
+    state: Arc<Mutex<Written>>,
+    path: PathBuf,
+    at: u64,
+    pending: Vec<Bytes>,
+    pending_len: usize,
+}
+
+impl Recorder {
+    /// Write the pending chunks (a write still running when the recording is dropped
+    /// completes on its own, under the lock).
+    async fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let chunks = std::mem::take(&mut self.pending);
+        let offset = self.at;
+        self.at += std::mem::take(&mut self.pending_len) as u64;
+        let (state, path) = (self.state.clone(), self.path.clone());
+        let _ = tokio::task::spawn_blocking(move || append(&state, &path, offset, &chunks)).await;
+    }
+}
+
+impl Drop for Recorder {
+    /// A recording dropped part way (its upload failed) keeps what it received: the pending
+    /// batch is written here, on the error path only and at most `WRITE_BATCH` bytes to the
+    /// page cache, so that it is on disk before the failed upload returns and its replay reads
+    /// the length.
+    fn drop(&mut self) {
+        if !self.pending.is_empty() {
+            append(&self.state, &self.path, self.at, &self.pending);
+        }
+    }
+}
+
+/// Write `chunks` at `offset` if the spool has reached exactly that offset (chunks of an
+/// abandoned recording arriving late have not).
+fn append(state: &Mutex<Written>, path: &std::path::Path, offset: u64, chunks: &[Bytes]) {
     let mut state = state.lock().expect("spool state");
     if state.len != offset {
         return;
@@ -267,11 +322,14 @@ fn append(state: &Mutex<Written>, path: &std::path::Path, offset: u64, chunk: &[
     let Some(file) = state.file.as_mut() else {
         return;
     };
-    let written = file
-        .seek(SeekFrom::Start(offset))
-        .and_then(|_| file.write_all(chunk));
+    let written = file.seek(SeekFrom::Start(offset)).and_then(|_| {
+        chunks
+            .iter()
+            .try_for_each(|chunk| file.write_all(chunk))
+            .map(|()| chunks.iter().map(|c| c.len() as u64).sum::<u64>())
+    });
     match written {
-        Ok(()) => state.len += chunk.len() as u64,
+        Ok(n) => state.len += n,
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "cannot stage blob bytes; a failed transfer will read its source again");
             state.file = None;
@@ -282,7 +340,6 @@ fn append(state: &Mutex<Written>, path: &std::path::Path, offset: u64, chunk: &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
     use ocync_core::{Digest, MediaType};
 
     fn descriptor(bytes: &[u8]) -> Descriptor {
@@ -327,23 +384,47 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_abandoned_recording_keeps_its_prefix_and_late_writes_are_dropped() {
+    async fn a_failed_read_keeps_its_prefix_and_late_writes_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let stage = Arc::new(Stage::new(dir.path().to_owned(), None));
         let spool = stage.spool(&descriptor(BLOB)).await.unwrap();
-        let mut recording = spool.record(chunks(BLOB, 10), 0);
-        recording.next().await.unwrap().unwrap();
-        recording.next().await.unwrap().unwrap();
-        drop(recording);
+        let cut = BlobStream::new(futures::stream::iter([
+            Ok(Bytes::from_static(&BLOB[..10])),
+            Ok(Bytes::from_static(&BLOB[10..20])),
+            Err(Error::protocol("source", "connection reset")),
+        ]));
+        assert!(spool.record(cut, 0).collect(u64::MAX).await.is_err());
         assert_eq!(spool.state.lock().unwrap().len, 20);
         // A write for an offset the spool has not reached is not made.
-        append(&spool.state, &spool.path, 30, b"late");
+        append(
+            &spool.state,
+            &spool.path,
+            30,
+            &[Bytes::from_static(b"late")],
+        );
         assert_eq!(spool.state.lock().unwrap().len, 20);
         assert_eq!(drain(spool.prefix(20).await.unwrap()).await, &BLOB[..20]);
         // The rest, recorded from where the spool ends, completes it.
         let rest = BlobStream::from_bytes(Bytes::from_static(&BLOB[20..]));
         drain(spool.record(rest, 20)).await;
         assert_eq!(std::fs::read(&spool.path).unwrap(), BLOB);
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_recording_keeps_what_it_passed_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let big: &'static [u8] = Box::leak(vec![7u8; WRITE_BATCH * 2 + 10].into_boxed_slice());
+        let stage = Arc::new(Stage::new(dir.path().to_owned(), None));
+        let spool = stage.spool(&descriptor(big)).await.unwrap();
+        let mut recording = spool.record(chunks(big, WRITE_BATCH / 4), 0);
+        for _ in 0..6 {
+            recording.next().await.unwrap().unwrap();
+        }
+        drop(recording);
+        assert_eq!(
+            spool.state.lock().unwrap().len,
+            6 * (WRITE_BATCH / 4) as u64
+        );
     }
 
     #[tokio::test]
