@@ -6,7 +6,8 @@
 #   scripts/test.sh -- <args>  extra arguments for `cargo test` (e.g. a test name filter)
 #
 # Needs: the Rust toolchain, apt (Debian/Ubuntu) to install docker-registry and nginx when missing, and
-# python3 with pip (PyPI) for moto, which plays the ECR API in the tests.
+# python3 with pip (PyPI) for moto, which plays the ECR API in the tests, and for the Helm chart
+# tests (helm-python-sdk, kubernetes-validate).
 # Tests start their own registries on 127.0.0.1 with random ports; nothing leaves loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +46,11 @@ if [ ! -x "$moto_dir/bin/moto_server" ]; then
     chmod +x "$moto_dir/bin/moto_server"
   fi
 fi
+
+# The Helm chart: rendered by Helm's engine (PyPI helm-python-sdk, no helm binary or cluster),
+# checked field by field and against the Kubernetes API schemas; installs into target/chart-venv.
+echo "== helm chart (charts/ocync)" >&2
+scripts/chart-test.sh
 
 # Tests must never reach a cloud metadata service or a real cloud host.
 export AWS_EC2_METADATA_DISABLED=true

@@ -55,6 +55,9 @@ pub(crate) enum Command {
     /// Sync every mapping of a configuration file.
     #[command(after_help = SYNC_HELP)]
     Sync(SyncArgs),
+    /// Sync again and again (on an interval or a cron schedule), serving health and metrics.
+    #[command(after_help = WATCH_HELP)]
+    Watch(WatchArgs),
     /// Check a configuration file without contacting any registry.
     #[command(after_help = "Example:\n  ocync validate ocync.yaml")]
     Validate(ValidateArgs),
@@ -67,6 +70,19 @@ pub(crate) enum Command {
     /// Credentials: check what every configured registry accepts.
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  ocync completions bash > /etc/bash_completion.d/ocync\n  ocync completions zsh > \"${fpath[1]}/_ocync\"\n  ocync completions fish > ~/.config/fish/completions/ocync.fish"
+    )]
+    Completions(CompletionsArgs),
+}
+
+/// Arguments of `ocync completions`.
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub(crate) shell: clap_complete::Shell,
 }
 
 /// `ocync auth` subcommands.
@@ -92,7 +108,30 @@ const SYNC_HELP: &str = "\
 Examples:
   ocync sync --config ocync.yaml
   ocync sync --config ocync.yaml --dry-run      # what would be copied, no writes
-  ocync sync --config ocync.yaml --json > report.json";
+  ocync sync --config ocync.yaml --json > report.json
+  ocync sync --config ocync.yaml --shard 0/4    # the first of four disjoint parts";
+
+const WATCH_HELP: &str = "\
+The configuration is read again before every cycle; a file that no longer loads is reported and
+the last good one is used. GET /healthz, /readyz and /metrics (Prometheus) are served on
+--health-bind:--health-port. SIGTERM or SIGINT ends the current cycle gracefully and exits.
+
+Examples:
+  ocync watch --config ocync.yaml --interval 600
+  ocync watch --config ocync.yaml --schedule '*/15 * * * *' --health-bind 0.0.0.0";
+
+/// Where a run's shard comes from: `I/N` (part I of N, from 0), or `N` with the index read from
+/// `JOB_COMPLETION_INDEX` (a Kubernetes Indexed Job).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct RunArgs {
+    /// Handle only part I of N of the repositories (`I/N`, from 0), or `N` to take I from
+    /// JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs). Parts are disjoint and stable.
+    #[arg(long, value_name = "I/N", env = "OCYNC_SHARD")]
+    pub(crate) shard: Option<String>,
+    /// Keep the cache and staged blobs here instead of the configuration's `global.cache_dir`.
+    #[arg(long, value_name = "DIR", env = "OCYNC_CACHE_DIR")]
+    pub(crate) cache_dir: Option<PathBuf>,
+}
 
 const TAGS_HELP: &str = "\
 Examples:
@@ -111,6 +150,40 @@ pub(crate) struct SyncArgs {
     /// Write a JSON report to stdout.
     #[arg(long)]
     pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+}
+
+/// Arguments of `ocync watch`.
+#[derive(Debug, Args)]
+pub(crate) struct WatchArgs {
+    /// The configuration file (read again before every cycle).
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) config: PathBuf,
+    /// Seconds from the end of one cycle to the start of the next.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "schedule")]
+    pub(crate) interval: u64,
+    /// Start cycles on this cron schedule instead (5 fields, UTC: '*/15 * * * *').
+    #[arg(long, value_name = "CRON")]
+    pub(crate) schedule: Option<String>,
+    /// Delay each cycle after the first by a random 0..SECONDS, so replicas and shards spread
+    /// out.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub(crate) jitter: u64,
+    /// Address the health and metrics server listens on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    pub(crate) health_bind: String,
+    /// Port of the health and metrics server (0: any free port, printed at start).
+    #[arg(long, value_name = "PORT", default_value_t = 8080)]
+    pub(crate) health_port: u16,
+    /// Write each cycle's JSON report to stdout (one line per cycle).
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Run this many cycles, then exit (0: forever). For tests and one-off checks.
+    #[arg(long, value_name = "N", default_value_t = 0, hide = true)]
+    pub(crate) cycles: u64,
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
 }
 
 /// Arguments of `ocync validate`.

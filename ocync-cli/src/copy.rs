@@ -1,13 +1,18 @@
 //! `ocync copy`.
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
 
-use ocync_transport::{ClientBuilder, Copy, CopyOptions, Location, Registries, Scheme, UploadMode};
+use ocync_transport::{
+    ClientBuilder, Copy, CopyOptions, Location, Progress, Registries, Scheme, UploadMode,
+};
 
 use crate::cli::CopyArgs;
 use crate::exit::Code;
+use crate::progress;
 
-pub(crate) async fn run(args: CopyArgs) -> anyhow::Result<Code> {
+pub(crate) async fn run(args: CopyArgs, display: progress::Mode) -> anyhow::Result<Code> {
     let mut registries = Registries::from_docker_config()?;
     let mut hosts: Vec<String> = Vec::new();
     for location in [&args.source, &args.target] {
@@ -47,12 +52,17 @@ pub(crate) async fn run(args: CopyArgs) -> anyhow::Result<Code> {
         .referrers(!args.no_referrers)
         .blob_concurrency(args.concurrency)
         .staging(std::env::temp_dir().join("ocync-staging"));
+    let progress = Arc::new(Progress::new());
+    let options = options.progress(progress.clone());
+    let display = progress::Display::start(progress, display);
     let report = Copy::new(&args.source, &args.target)
         .options(options)
         .registries(&registries)
         .run()
-        .await
-        .with_context(|| format!("cannot copy {} to {}", args.source, args.target))?;
+        .await;
+    display.finish().await;
+    let report =
+        report.with_context(|| format!("cannot copy {} to {}", args.source, args.target))?;
     if args.json {
         let json = serde_json::to_string_pretty(&report)?;
         #[expect(clippy::print_stdout, reason = "the report is the command's output")]

@@ -27,10 +27,22 @@ impl From<Code> for ExitCode {
     }
 }
 
+/// Bad command-line input that clap cannot check itself (exit code 3).
+#[derive(Debug)]
+pub(crate) struct InputError(pub(crate) String);
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InputError {}
+
 /// The exit code an error maps to.
 pub(crate) fn classify(err: &anyhow::Error) -> Code {
     for cause in err.chain() {
-        if cause.is::<crate::config::ConfigError>() {
+        if cause.is::<crate::config::ConfigError>() || cause.is::<InputError>() {
             return Code::Input;
         }
         if let Some(e) = cause.downcast_ref::<ocync_transport::Error>() {

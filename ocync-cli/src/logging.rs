@@ -51,7 +51,7 @@ pub(crate) fn init(global: &Global) {
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::progress::LogWriter)
         .with_ansi(ansi);
     let _ = match global.log_format {
         LogFormat::Text => builder.try_init(),

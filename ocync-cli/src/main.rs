@@ -12,10 +12,12 @@ mod endpoints;
 mod exit;
 mod expand;
 mod logging;
+mod progress;
 mod signals;
 mod sync;
 mod tags;
 mod validate;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         }
     };
     logging::init(&cli.global);
+    let display = progress::Mode::detect(&cli.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -48,12 +51,18 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            cli::Command::Copy(args) => copy::run(args).await,
-            cli::Command::Sync(args) => sync::run(args).await,
+            cli::Command::Copy(args) => copy::run(args, display).await,
+            cli::Command::Sync(args) => sync::run(args, display).await,
             cli::Command::Validate(args) => validate::run(&args),
             cli::Command::Expand(args) => expand::run(&args),
             cli::Command::Tags(args) => tags::run(args).await,
+            cli::Command::Watch(args) => watch::run(args, display).await,
             cli::Command::Auth(cli::AuthCommand::Check(args)) => auth::check(args).await,
+            cli::Command::Completions(args) => {
+                let mut command = <cli::Cli as clap::CommandFactory>::command();
+                clap_complete::generate(args.shell, &mut command, "ocync", &mut std::io::stdout());
+                Ok(exit::Code::Ok)
+            }
         }
     });
     match result {

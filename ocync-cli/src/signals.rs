@@ -8,7 +8,9 @@ pub(crate) fn shutdown() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::warn!("signal received: finishing running transfers (send it again to stop now)");
+        tracing::warn!(
+            "signal received: stopping; transfers still running get time to finish (send it again to stop now)"
+        );
         let _ = tx.send(true);
         wait_for_signal().await;
         tracing::error!("second signal: stopping now");

@@ -2,27 +2,28 @@
 
 use std::collections::BTreeMap;
 
-use ocync_transport::{Status, SyncOptions, SyncReport};
+use std::sync::Arc;
 
-use crate::cli::SyncArgs;
-use crate::exit::Code;
-use crate::{config, endpoints, signals};
+use ocync_transport::{Progress, Shard, Status, SyncOptions, SyncPlan, SyncReport};
 
-pub(crate) async fn run(args: SyncArgs) -> anyhow::Result<Code> {
+use crate::cli::{RunArgs, SyncArgs};
+use crate::config::Config;
+use crate::exit::{Code, InputError};
+use crate::{config, endpoints, progress, signals};
+
+pub(crate) async fn run(args: SyncArgs, display: progress::Mode) -> anyhow::Result<Code> {
     let config = config::load(&args.config)?;
     config.log_warnings();
-    let endpoints = endpoints::endpoints(&config)?;
-    let plan = endpoints::plan(&config, &endpoints)?;
-    let global = config.global();
-    let mut options = SyncOptions::default()
-        .image_concurrency(global.max_concurrent_transfers)
-        .cache(global.cache_dir.join("state.json"))
-        .staging(global.cache_dir.join("staging"), global.staging_size_limit)
+    let (plan, options) = prepare(&config, &args.run)?;
+    let progress = Arc::new(Progress::new());
+    let options = options
         .dry_run(args.dry_run)
-        .shutdown(signals::shutdown());
-    options.cache_ttl = global.cache_ttl;
+        .shutdown(signals::shutdown())
+        .progress(progress.clone());
     let labels: Vec<String> = plan.mappings.iter().map(|m| m.label.clone()).collect();
+    let display = progress::Display::start(progress, display);
     let report = ocync_transport::sync(plan, options).await;
+    display.finish().await;
 
     if args.json {
         let json = serde_json::to_string_pretty(&report)?;
@@ -35,6 +36,60 @@ pub(crate) async fn run(args: SyncArgs) -> anyhow::Result<Code> {
     }
     summarise(&report, &labels);
     Ok(exit_code(&report))
+}
+
+/// What one run (a `sync`, or a `watch` cycle) does: the plan and the options from the
+/// configuration and the command line (`--shard`, `--cache-dir`).
+pub(crate) fn prepare(config: &Config, run: &RunArgs) -> anyhow::Result<(SyncPlan, SyncOptions)> {
+    let shard = run.shard.as_deref().map(parse_shard).transpose()?;
+    let endpoints = endpoints::endpoints(config)?;
+    let plan = endpoints::plan(config, &endpoints)?;
+    let global = config.global();
+    let cache_dir = run.cache_dir.as_ref().unwrap_or(&global.cache_dir);
+    // Shards may share one cache volume (a ReadWriteMany claim): each keeps its own file and
+    // staging directory, so that none overwrites another's.
+    let (state, staging) = match shard {
+        Some(s) => (
+            format!("state-shard-{}-of-{}.json", s.index(), s.count()),
+            format!("staging/shard-{}-of-{}", s.index(), s.count()),
+        ),
+        None => ("state.json".to_owned(), "staging".to_owned()),
+    };
+    let mut options = SyncOptions::default()
+        .image_concurrency(global.max_concurrent_transfers)
+        .cache(cache_dir.join(state))
+        .staging(cache_dir.join(staging), global.staging_size_limit);
+    options.cache_ttl = global.cache_ttl;
+    options.shard = shard;
+    Ok((plan, options))
+}
+
+/// `I/N`, or `N` with I from `JOB_COMPLETION_INDEX` (set in every pod of a Kubernetes Indexed
+/// Job).
+fn parse_shard(text: &str) -> anyhow::Result<Shard> {
+    let invalid = |why: String| {
+        anyhow::Error::new(InputError(format!(
+            "--shard '{text}': {why}; give I/N (part I of N, from 0, e.g. 0/4) or N in a Kubernetes Indexed Job"
+        )))
+    };
+    let (index, count) = match text.split_once('/') {
+        Some((i, n)) => (i.trim().to_owned(), n.trim()),
+        None => match std::env::var("JOB_COMPLETION_INDEX") {
+            Ok(i) => (i, text.trim()),
+            Err(_) => {
+                return Err(invalid(
+                    "no index, and JOB_COMPLETION_INDEX is not set".into(),
+                ));
+            }
+        },
+    };
+    let count: u32 = count
+        .parse()
+        .map_err(|_| invalid(format!("'{count}' is not a number of shards")))?;
+    let index: u32 = index
+        .parse()
+        .map_err(|_| invalid(format!("'{index}' is not a shard index")))?;
+    Shard::new(index, count).ok_or_else(|| invalid(format!("there is no shard {index} of {count}")))
 }
 
 /// The documented exit code of a run.
@@ -90,7 +145,7 @@ fn print_plan(report: &SyncReport) {
 }
 
 /// Per-mapping lines and a summary, on stderr (through the log).
-fn summarise(report: &SyncReport, labels: &[String]) {
+pub(crate) fn summarise(report: &SyncReport, labels: &[String]) {
     let mut per_mapping: BTreeMap<usize, [usize; 4]> = BTreeMap::new();
     for image in &report.images {
         let slot = match image.status {
@@ -125,7 +180,7 @@ fn summarise(report: &SyncReport, labels: &[String]) {
     }
     let requests: u64 = report.registries.values().map(|r| r.total_requests).sum();
     tracing::info!(
-        "summary: {} mappings | {} synced, {} up to date, {} failed{} | {} uploaded, {requests} requests, {:.1}s",
+        "summary: {} mappings | {} synced, {} up to date, {} failed{} | {} uploaded, {} not uploaded (already there or mounted), {requests} requests, {:.1}s",
         labels.len(),
         report.count(Status::Synced),
         report.count(Status::Skipped) + report.count(Status::Planned),
@@ -136,6 +191,7 @@ fn summarise(report: &SyncReport, labels: &[String]) {
             String::new()
         },
         human_bytes(report.bytes_uploaded()),
+        human_bytes(report.bytes_avoided()),
         report.duration().as_secs_f64()
     );
     for (registry, stats) in &report.registries {

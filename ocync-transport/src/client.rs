@@ -578,6 +578,8 @@ pub(crate) struct Stats {
     pub(crate) throttled: AtomicU64,
     /// Last `ratelimit-remaining` seen (Docker Hub, GHCR), `u64::MAX` when none was.
     pub(crate) ratelimit_remaining: AtomicU64,
+    /// Responses that came over HTTP/2.
+    pub(crate) http2: AtomicU64,
 }
 
 impl Default for Stats {
@@ -589,6 +591,7 @@ impl Default for Stats {
             retries: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
             ratelimit_remaining: AtomicU64::new(u64::MAX),
+            http2: AtomicU64::new(0),
         }
     }
 }
@@ -619,6 +622,8 @@ pub struct ClientStats {
     pub throttled: u64,
     /// The registry's last `ratelimit-remaining` (Docker Hub pulls left), if it sent one.
     pub ratelimit_remaining: Option<u64>,
+    /// Responses received over HTTP/2 (negotiated by ALPN where the registry offers it).
+    pub http2_responses: u64,
     /// How the registry's requests were paced: one entry per lane.
     pub pacing: Vec<LaneStats>,
 }
@@ -632,6 +637,44 @@ impl ClientStats {
     /// All requests.
     pub fn total(&self) -> u64 {
         self.requests.values().sum()
+    }
+
+    /// What happened after `earlier` (a snapshot of the same client): counters are
+    /// differences, `ratelimit_remaining` and the lanes' windows and rates are the latest.
+    /// A client kept across runs (`ocync watch`) reports each run on its own this way.
+    pub fn since(&self, earlier: &ClientStats) -> ClientStats {
+        let minus = |now: u64, then: u64| now.saturating_sub(then);
+        ClientStats {
+            requests: self
+                .requests
+                .iter()
+                .map(|(kind, n)| {
+                    (
+                        *kind,
+                        minus(*n, earlier.requests.get(kind).copied().unwrap_or(0)),
+                    )
+                })
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            bytes_uploaded: minus(self.bytes_uploaded, earlier.bytes_uploaded),
+            bytes_downloaded: minus(self.bytes_downloaded, earlier.bytes_downloaded),
+            retries: minus(self.retries, earlier.retries),
+            throttled: minus(self.throttled, earlier.throttled),
+            ratelimit_remaining: self.ratelimit_remaining,
+            http2_responses: minus(self.http2_responses, earlier.http2_responses),
+            pacing: self
+                .pacing
+                .iter()
+                .map(|lane| {
+                    let mut lane = lane.clone();
+                    if let Some(old) = earlier.pacing.iter().find(|l| l.groups == lane.groups) {
+                        lane.throttle_events = minus(lane.throttle_events, old.throttle_events);
+                        lane.waited_ms = minus(lane.waited_ms, old.waited_ms);
+                    }
+                    lane
+                })
+                .collect(),
+        }
     }
 }
 
@@ -662,6 +705,7 @@ impl Client {
             throttled: s.throttled.load(Ordering::Relaxed),
             ratelimit_remaining: Some(s.ratelimit_remaining.load(Ordering::Relaxed))
                 .filter(|n| *n != u64::MAX),
+            http2_responses: s.http2.load(Ordering::Relaxed),
             pacing: self.inner.limiter.stats(),
         }
     }
@@ -862,6 +906,9 @@ impl Client {
             let response = match builder.send().await {
                 Ok(r) => {
                     self.inner.undecided.store(false, Ordering::SeqCst);
+                    if r.version() == reqwest::Version::HTTP_2 {
+                        self.inner.stats.http2.fetch_add(1, Ordering::Relaxed);
+                    }
                     r
                 }
                 Err(e) => {
@@ -1310,6 +1357,55 @@ fn is_loopback(host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stats(requests: &[(&'static str, u64)], throttled: u64, waited_ms: u64) -> ClientStats {
+        ClientStats {
+            requests: requests.iter().copied().collect(),
+            bytes_uploaded: 1000 * throttled,
+            bytes_downloaded: 10,
+            retries: throttled,
+            throttled,
+            ratelimit_remaining: Some(99),
+            http2_responses: 7,
+            pacing: vec![LaneStats {
+                groups: vec!["manifest_read"],
+                window: 4.0,
+                rate_per_second: None,
+                throttle_events: throttled,
+                waited_ms,
+            }],
+        }
+    }
+
+    /// A client kept across runs counts from its creation; `since` gives one run's share.
+    #[test]
+    fn stats_since_an_earlier_snapshot_are_differences() {
+        let before = stats(&[("manifest_head", 10), ("token", 2)], 3, 500);
+        let after = stats(
+            &[("manifest_head", 14), ("token", 2), ("blob_head", 1)],
+            5,
+            800,
+        );
+        let run = after.since(&before);
+        assert_eq!(
+            run.requests,
+            std::collections::BTreeMap::from([("blob_head", 1), ("manifest_head", 4)])
+        );
+        assert_eq!(run.total(), 5);
+        assert_eq!((run.retries, run.throttled), (2, 2));
+        assert_eq!((run.bytes_uploaded, run.bytes_downloaded), (2000, 0));
+        assert_eq!(run.http2_responses, 0);
+        assert_eq!(
+            run.ratelimit_remaining,
+            Some(99),
+            "a reading, not a counter"
+        );
+        assert_eq!(
+            (run.pacing[0].throttle_events, run.pacing[0].waited_ms),
+            (2, 300)
+        );
+        assert_eq!(run.pacing[0].window, 4.0, "the window now");
+    }
 
     #[test]
     fn loopback_detection() {

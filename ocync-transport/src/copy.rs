@@ -29,6 +29,8 @@ pub struct CopyOptions {
     pub blob_concurrency: usize,
     /// Where blobs in transfer are staged (see [`SyncOptions::staging_dir`]; default none).
     pub staging_dir: Option<std::path::PathBuf>,
+    /// Counters a display reads while the copy goes on.
+    pub progress: Option<Arc<crate::sync::Progress>>,
 }
 
 impl Default for CopyOptions {
@@ -37,6 +39,7 @@ impl Default for CopyOptions {
             referrers: true,
             blob_concurrency: 6,
             staging_dir: None,
+            progress: None,
         }
     }
 }
@@ -51,6 +54,12 @@ impl CopyOptions {
     /// Blob transfers in flight at once (at least 1).
     pub fn blob_concurrency(mut self, n: usize) -> Self {
         self.blob_concurrency = n.max(1);
+        self
+    }
+
+    /// Count what the copy does in `progress`, for a display.
+    pub fn progress(mut self, progress: Arc<crate::sync::Progress>) -> Self {
+        self.progress = Some(progress);
         self
     }
 
@@ -101,6 +110,7 @@ pub async fn copy_image(
     let started = Instant::now();
     let mut sync_options = SyncOptions::default().blob_concurrency(options.blob_concurrency);
     sync_options.staging_dir = options.staging_dir.clone();
+    sync_options.progress = options.progress.clone();
     let shared = Shared::new(
         SyncPlan::default(),
         &sync_options,
@@ -124,7 +134,14 @@ pub async fn copy_image(
         tag.map(|t| format!(":{t}")).unwrap_or_default()
     );
     let mut lanes = [Lane::new(label, String::new(), target.clone())];
-    let written = job.run(reference, tag, &mut lanes).await?;
+    if let Some(progress) = &options.progress {
+        progress.found(1);
+    }
+    let written = job.run(reference, tag, &mut lanes).await;
+    if let Some(progress) = &options.progress {
+        progress.settled(written.is_err() || lanes[0].failure().is_some());
+    }
+    let written = written?;
     if let Some(e) = lanes[0].failure() {
         return Err(e.clone());
     }

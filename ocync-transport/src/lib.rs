@@ -54,8 +54,8 @@ pub use registries::Registries;
 pub use repository::Repository;
 pub use stream::BlobStream;
 pub use sync::{
-    Endpoint, ImageReport, Mapping, MappingError, ReferrerPolicy, RegistryStats, Status,
-    SyncOptions, SyncPlan, SyncReport, Target, filter_index, sync,
+    Endpoint, ImageReport, Mapping, MappingError, Progress, ProgressSnapshot, ReferrerPolicy,
+    RegistryStats, Shard, Status, SyncOptions, SyncPlan, SyncReport, Target, filter_index, sync,
 };
 pub use upload::{Mount, UploadSession};
 

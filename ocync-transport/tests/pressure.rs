@@ -262,6 +262,18 @@ async fn copy_staged(
     .await
 }
 
+/// A source holding `v1`: an image of one 512 KiB layer whose first GET is cut 100 KiB in.
+async fn source_cutting_its_layer(seed: u64) -> (ImageFixture, FaultServer) {
+    let image = ImageFixture::image(seed, "linux/amd64", &[512 * KIB]);
+    let source = source_with(&[("v1", &image)]).await;
+    source.add_fault(Fault::reset_after(
+        "GET",
+        image.layers()[0].digest().encoded(),
+        100 * KIB,
+    ));
+    (image, source)
+}
+
 /// A filter taking just `v1` (the fault server has no tag list).
 fn only_v1() -> TagFilter {
     let mut rules = TagRules::default();
@@ -285,15 +297,9 @@ fn range_start(request: &FaultRequest) -> Option<u64> {
 /// bytes are verified (the layer is stored under its digest).
 #[tokio::test]
 async fn staged_download_cut_mid_blob_resumes_with_a_range() {
-    let image = ImageFixture::image(11, "linux/amd64", &[512 * KIB]);
+    let (image, source) = source_cutting_its_layer(11).await;
     let layer = &image.layers()[0];
     let config = image.config().unwrap();
-    let source = source_with(&[("v1", &image)]).await;
-    source.add_fault(Fault::reset_after(
-        "GET",
-        layer.digest().encoded(),
-        100 * KIB,
-    ));
     let target = FaultServer::start(Vec::new()).await;
     let (src, dst) = (client_for(&source), client_for(&target));
     let staging = tempfile::tempdir().unwrap();
@@ -331,15 +337,9 @@ async fn staged_download_cut_mid_blob_resumes_with_a_range() {
 /// staged prefix is dropped and the layer still arrives intact.
 #[tokio::test]
 async fn staged_resume_from_a_source_ignoring_range_reads_the_whole_blob() {
-    let image = ImageFixture::image(12, "linux/amd64", &[512 * KIB]);
+    let (image, source) = source_cutting_its_layer(12).await;
     let layer = &image.layers()[0];
-    let source = source_with(&[("v1", &image)]).await;
     source.ignore_ranges();
-    source.add_fault(Fault::reset_after(
-        "GET",
-        layer.digest().encoded(),
-        100 * KIB,
-    ));
     let target = FaultServer::start(Vec::new()).await;
     let (src, dst) = (client_for(&source), client_for(&target));
     let staging = tempfile::tempdir().unwrap();
@@ -440,14 +440,8 @@ async fn staged_tee_restarts_one_target_from_disk() {
 /// from the first byte, as without staging.
 #[tokio::test]
 async fn a_blob_over_the_staging_limit_streams_unstaged() {
-    let image = ImageFixture::image(15, "linux/amd64", &[512 * KIB]);
+    let (image, source) = source_cutting_its_layer(15).await;
     let layer = &image.layers()[0];
-    let source = source_with(&[("v1", &image)]).await;
-    source.add_fault(Fault::reset_after(
-        "GET",
-        layer.digest().encoded(),
-        100 * KIB,
-    ));
     let target = FaultServer::start(Vec::new()).await;
     let src = client_for(&source);
     let staging = tempfile::tempdir().unwrap();

@@ -11,8 +11,8 @@ use std::path::Path;
 use ocync_core::Digest;
 use ocync_transport::testing::{Fixture, ImageFixture, TestRegistry, registries_for};
 use ocync_transport::{
-    ClientBuilder, Copy, CopyOptions, CopyReport, ErrorKind, Layout, Registries, Repository,
-    UploadMode, copy_image,
+    ClientBuilder, ClientStats, Copy, CopyOptions, CopyReport, ErrorKind, Layout, Registries,
+    Repository, UploadMode, copy_image,
 };
 
 async fn copy(
@@ -45,8 +45,8 @@ fn assert_layout_holds(dir: &Path, fixture: &Fixture) {
     }
 }
 
-/// The round trip, in one registry configuration.
-async fn round_trip(registry: &TestRegistry) {
+/// The round trip, in one registry configuration; the registry client's counters after it.
+async fn round_trip(registry: &TestRegistry) -> ClientStats {
     let dir = tempfile::tempdir().unwrap();
     let fixture = Fixture::multi_arch_with_referrers(7);
     fixture.write_layout(&dir.path().join("src"), "v1").unwrap();
@@ -136,16 +136,21 @@ async fn round_trip(registry: &TestRegistry) {
         .filter(|r| r.method != "GET" && r.method != "HEAD")
         .collect();
     assert!(writes.is_empty(), "warm copy wrote: {writes:?}");
+    client.stats()
 }
 
 #[tokio::test]
 async fn round_trip_plain_http() {
-    round_trip(&TestRegistry::plain().await).await;
+    let stats = round_trip(&TestRegistry::plain().await).await;
+    assert_eq!(stats.http2_responses, 0, "no HTTP/2 without TLS (no h2c)");
 }
 
 #[tokio::test]
 async fn round_trip_tls_with_test_ca() {
-    round_trip(&TestRegistry::tls().await).await;
+    let stats = round_trip(&TestRegistry::tls().await).await;
+    // The registry offers h2 by ALPN and every request went over it (134 of 134 measured).
+    assert!(stats.total() > 0);
+    assert_eq!(stats.http2_responses, stats.total(), "{stats:?}");
 }
 
 #[tokio::test]

@@ -19,6 +19,10 @@ pub(crate) fn ocync() -> Command {
 
 /// Run to completion, sampling the child's peak resident set (VmHWM) while it runs; panics
 /// with its stderr if it fails.
+#[allow(
+    dead_code,
+    reason = "each test binary compiles this module; not all of them probe memory"
+)]
 pub(crate) fn peak_rss_kib(cmd: &mut Command) -> u64 {
     let mut child = cmd
         .stdout(Stdio::null())

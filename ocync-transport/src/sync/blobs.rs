@@ -24,6 +24,7 @@ use crate::stream::BlobStream;
 use crate::upload::{Mount, UploadSession};
 
 use super::cache::Cache;
+use super::progress::Progress;
 use super::stage::{Spool, Stage};
 
 /// Times a failed blob transfer is started again.
@@ -64,6 +65,8 @@ impl<K: Eq + Hash + Clone> KeyedLocks<K> {
 #[derive(Debug, Default)]
 pub(crate) struct Tally {
     pub(crate) bytes_uploaded: AtomicU64,
+    /// Bytes of blobs that were already there or mounted: uploads avoided.
+    pub(crate) bytes_avoided: AtomicU64,
     pub(crate) blobs_uploaded: AtomicU64,
     pub(crate) blobs_mounted: AtomicU64,
     pub(crate) blobs_skipped: AtomicU64,
@@ -114,6 +117,7 @@ pub(crate) struct Blobs {
     sites: KeyedLocks<(String, Digest)>,
     transfers: Semaphore,
     stage: Option<Arc<Stage>>,
+    progress: Arc<Progress>,
 }
 
 struct Slot<'a> {
@@ -125,8 +129,14 @@ struct Slot<'a> {
 }
 
 impl Blobs {
-    pub(crate) fn new(cache: Arc<Cache>, transfers: usize, stage: Option<Stage>) -> Blobs {
+    pub(crate) fn new(
+        cache: Arc<Cache>,
+        progress: Arc<Progress>,
+        transfers: usize,
+        stage: Option<Stage>,
+    ) -> Blobs {
         Blobs {
+            progress,
             cache,
             repositories: KeyedLocks::default(),
             sites: KeyedLocks::default(),
@@ -166,11 +176,12 @@ impl Blobs {
             let from_source = (source_place.site == places[i].site
                 && matches!(source, Repository::Registry { .. }))
             .then_some(source_place.name.as_str());
-            if let Some(slot) = self
+            match self
                 .prepare(&places[i], tallies[i], digest, from_source)
                 .await?
             {
-                slots.push(slot);
+                Some(slot) => slots.push(slot),
+                None => Tally::add(&tallies[i].bytes_avoided, descriptor.size),
             }
         }
         if slots.is_empty() {
@@ -181,6 +192,7 @@ impl Blobs {
             .acquire()
             .await
             .expect("semaphore is never closed");
+        let _transfer = self.progress.transfer();
         // Bytes from a registry are staged so that a failed transfer need not read them again;
         // a layout is already on local disk.
         let spool = match (&self.stage, source) {
@@ -238,6 +250,7 @@ impl Blobs {
                         .add_blob(&slot.place.site, digest, &slot.place.name);
                     Tally::add(&slot.tally.blobs_uploaded, 1);
                     Tally::add(&slot.tally.bytes_uploaded, descriptor.size);
+                    self.progress.uploaded(descriptor.size);
                 }
                 Err(e) => {
                     first_error.get_or_insert(e);

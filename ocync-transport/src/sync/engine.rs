@@ -22,9 +22,10 @@ use crate::repository::Repository;
 use super::blobs::{Blobs, KeyedLocks, Place, Tally};
 use super::cache::{Cache, TagEntry};
 use super::platform::{filter_index, platform_key};
+use super::progress::Progress;
 use super::report::{ImageReport, MappingError, RegistryStats, Status, SyncReport};
 use super::stage::Stage;
-use super::{Endpoint, ReferrerPolicy, SyncOptions, SyncPlan};
+use super::{Endpoint, ReferrerPolicy, Shard, SyncOptions, SyncPlan};
 
 /// Run a plan. Never fails as a whole: every error is reported with the image or mapping it
 /// belongs to.
@@ -178,15 +179,22 @@ pub(crate) struct Shared {
     inflight: Mutex<BTreeMap<u64, (usize, String, String)>>,
     next_id: AtomicU64,
     stopping: AtomicBool,
+    shard: Option<Shard>,
+    progress: Arc<Progress>,
+    /// Each client's counters when the run started: a plan reused across runs (`ocync watch`)
+    /// keeps its clients, and a report covers its own run only.
+    baseline: HashMap<String, crate::client::ClientStats>,
 }
 
 impl Shared {
     pub(crate) fn new(plan: SyncPlan, options: &SyncOptions, cache: Arc<Cache>) -> Shared {
-        Shared {
+        let progress = options.progress.clone().unwrap_or_default();
+        let mut shared = Shared {
             plan,
             dry_run: options.dry_run,
             blobs: Blobs::new(
                 cache.clone(),
+                progress.clone(),
                 options.blob_concurrency,
                 options
                     .staging_dir
@@ -207,7 +215,16 @@ impl Shared {
             inflight: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
-        }
+            shard: options.shard,
+            progress,
+            baseline: HashMap::new(),
+        };
+        shared.baseline = shared
+            .clients()
+            .into_iter()
+            .map(|c| (c.site_key(), c.stats()))
+            .collect();
+        shared
     }
 
     fn track(&self, job: &TagJob) -> u64 {
@@ -256,6 +273,7 @@ impl Shared {
     }
 
     fn record(&self, report: ImageReport) {
+        self.progress.settled(report.status == Status::Failed);
         match report.status {
             Status::Failed => tracing::error!(
                 source = %report.source,
@@ -310,7 +328,10 @@ impl Shared {
         });
         let mut registries = BTreeMap::new();
         for client in self.clients() {
-            let stats = client.stats();
+            let stats = match self.baseline.get(&client.site_key()) {
+                Some(earlier) => client.stats().since(earlier),
+                None => client.stats(),
+            };
             registries.insert(
                 client.registry().to_owned(),
                 RegistryStats {
@@ -419,6 +440,15 @@ async fn discover(shared: Arc<Shared>, index: usize, jobs: mpsc::UnboundedSender
     } else {
         vec![mapping.from.clone()]
     };
+    let repositories: Vec<String> = match shared.shard {
+        Some(shard) => {
+            let total = repositories.len();
+            let mine: Vec<String> = repositories.into_iter().filter(|r| shard.owns(r)).collect();
+            tracing::debug!(mapping = %mapping.label, shard = shard.index(), of = shard.count(), repositories = mine.len(), total, "repositories of this shard");
+            mine
+        }
+        None => repositories,
+    };
     futures::stream::iter(repositories.into_iter().map(|repository| {
         let shared = shared.clone();
         let jobs = jobs.clone();
@@ -483,7 +513,9 @@ async fn discover_repository(
             zero: Notify::new(),
         })
     });
+    let targets = mapping.targets.len().max(1) as u64;
     let send = |reference: String, done: Option<Arc<Countdown>>| {
+        shared.progress.found(targets);
         let _ = jobs.send(TagJob {
             mapping: index,
             repository: repository.clone(),
@@ -563,6 +595,7 @@ impl Lane {
         report.source_digest = written.map(|w| w.source.clone());
         report.digest = written.map(|w| w.target.clone());
         report.bytes_uploaded = Tally::get(&t.bytes_uploaded);
+        report.bytes_avoided = Tally::get(&t.bytes_avoided);
         report.blobs_uploaded = Tally::get(&t.blobs_uploaded);
         report.blobs_mounted = Tally::get(&t.blobs_mounted);
         report.blobs_skipped = Tally::get(&t.blobs_skipped);
@@ -1402,6 +1435,7 @@ fn blank_report(mapping: usize, source: String, target: String) -> ImageReport {
         source_digest: None,
         digest: None,
         bytes_uploaded: 0,
+        bytes_avoided: 0,
         blobs_uploaded: 0,
         blobs_mounted: 0,
         blobs_skipped: 0,

@@ -22,6 +22,7 @@ mod blobs;
 mod cache;
 mod engine;
 mod platform;
+mod progress;
 mod report;
 mod stage;
 
@@ -41,6 +42,7 @@ pub(crate) use cache::Cache;
 pub use engine::sync;
 pub(crate) use engine::{Job, Lane, Shared};
 pub use platform::filter_index;
+pub use progress::{Progress, ProgressSnapshot};
 pub use report::{ImageReport, MappingError, RegistryStats, Status, SyncReport};
 
 /// What a run syncs.
@@ -306,6 +308,46 @@ pub struct SyncOptions {
     /// The most bytes staged at once; a blob that would exceed it streams unstaged (`None`:
     /// no limit beyond the blobs in flight).
     pub staging_limit: Option<u64>,
+    /// Run only this part of the repositories (`None`: all).
+    pub shard: Option<Shard>,
+    /// Counters a display reads while the run goes on (`None`: the run keeps its own).
+    pub progress: Option<Arc<Progress>>,
+}
+
+/// One of N disjoint parts of a run's source repositories, so that N processes (the pods of a
+/// Kubernetes Indexed Job) split one large mirror with no overlap. A repository belongs to
+/// shard `hash(name) mod N`, with a fixed hash (FNV-1a) of its name within its source: the
+/// split is the same on every machine and every run, and does not move when other
+/// repositories are added or removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    index: u32,
+    count: u32,
+}
+
+impl Shard {
+    /// Part `index` (from 0) of `count`; `None` unless `index < count`.
+    pub fn new(index: u32, count: u32) -> Option<Shard> {
+        (index < count).then_some(Shard { index, count })
+    }
+
+    /// This part's index, from 0.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// The number of parts.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Whether `repository` (a source repository name, `library/nginx`) is in this part.
+    pub fn owns(&self, repository: &str) -> bool {
+        let hash = repository.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        hash % u64::from(self.count) == u64::from(self.index)
+    }
 }
 
 impl Default for SyncOptions {
@@ -320,6 +362,8 @@ impl Default for SyncOptions {
             drain_timeout: Duration::from_secs(25),
             staging_dir: None,
             staging_limit: None,
+            shard: None,
+            progress: None,
         }
     }
 }
@@ -356,6 +400,12 @@ impl SyncOptions {
         self
     }
 
+    /// Count what the run does in `progress`, for a display.
+    pub fn progress(mut self, progress: Arc<Progress>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
     /// Stop when the receiver turns `true`.
     pub fn shutdown(mut self, signal: tokio::sync::watch::Receiver<bool>) -> Self {
         self.shutdown = Some(signal);
@@ -378,6 +428,31 @@ mod tests {
         ] {
             assert_eq!(glob_literal_prefix(glob), prefix, "{glob}");
         }
+    }
+
+    #[test]
+    fn shards_are_disjoint_cover_everything_and_stay_put() {
+        let names: Vec<String> = (0..1000)
+            .map(|i| format!("team{}/app-{i}", i % 7))
+            .collect();
+        let shards: Vec<Shard> = (0..4).map(|i| Shard::new(i, 4).unwrap()).collect();
+        let mut sizes = [0usize; 4];
+        for name in &names {
+            let owners: Vec<u32> = shards
+                .iter()
+                .filter(|s| s.owns(name))
+                .map(Shard::index)
+                .collect();
+            assert_eq!(owners.len(), 1, "{name}: {owners:?}");
+            sizes[owners[0] as usize] += 1;
+        }
+        assert!(sizes.iter().all(|&n| (200..300).contains(&n)), "{sizes:?}");
+        // Fixed values: a change of hash would move every repository between pods.
+        // FNV-1a("library/nginx") = 0xc7b295326a71de67, which is 3 mod 4.
+        assert!(Shard::new(3, 4).unwrap().owns("library/nginx"));
+        assert!(Shard::new(0, 1).unwrap().owns("anything"));
+        assert_eq!(Shard::new(4, 4), None);
+        assert_eq!(Shard::new(0, 0), None);
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub struct ImageReport {
     pub digest: Option<Digest>,
     /// Blob bytes uploaded for this image.
     pub bytes_uploaded: u64,
+    /// Blob bytes not uploaded because the target had them or got them by mount.
+    pub bytes_avoided: u64,
     /// Blobs uploaded.
     pub blobs_uploaded: u64,
     /// Blobs mounted from another repository of the same registry.
@@ -159,6 +161,11 @@ impl SyncReport {
     /// Blob bytes uploaded across every image.
     pub fn bytes_uploaded(&self) -> u64 {
         self.images.iter().map(|i| i.bytes_uploaded).sum()
+    }
+
+    /// Blob bytes whose upload was avoided (already there, or mounted) across every image.
+    pub fn bytes_avoided(&self) -> u64 {
+        self.images.iter().map(|i| i.bytes_avoided).sum()
     }
 
     /// The run's wall time.
