@@ -277,3 +277,22 @@ fn json_logs_and_quiet_runs() {
     let (code, out, err) = run(&["sync", "-q", "-c", config.to_str().unwrap()]);
     assert_eq!((code, out.as_str(), err.as_str()), (0, "", ""));
 }
+
+/// A configuration with several mistakes: every one is reported, each with its place, the key
+/// and what to do.
+#[test]
+fn configuration_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ocync.yaml");
+    std::fs::write(
+        &path,
+        "registries:\n  src: { url: cgr.dev }\n  dst: { url: registry.example.com, max_concurent: 4 }\n\
+         defaults: { source: src, targets: dts }\nmappings:\n  - from: chainguard/static\n    tags: { semver: '>=1.x' }\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["validate", path.to_str().unwrap()]);
+    assert_eq!(code, 3);
+    assert!(out.is_empty());
+    let err = err.replace(&path.display().to_string(), "<config>");
+    insta::assert_snapshot!("configuration_errors", err);
+}
