@@ -237,6 +237,39 @@ mod tests {
         );
     }
 
+    /// A log line and nothing else: the heartbeat every 30 s, and none after `finish`.
+    #[tokio::test(start_paused = true)]
+    async fn the_heartbeat_logs_every_30_seconds_until_finished() {
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .without_time()
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let progress = Arc::new(Progress::new());
+        let display = Display::start(progress.clone(), Mode::Heartbeat);
+        tokio::time::sleep(Duration::from_secs(29)).await;
+        assert!(lines.0.lock().unwrap().is_empty(), "nothing before 30 s");
+        tokio::time::sleep(Duration::from_secs(62)).await;
+        display.finish().await;
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("progress: 0/0 images").count(), 3, "{text}");
+    }
+
     #[test]
     fn the_message_names_bytes_rate_transfers_and_failures() {
         let mut now = ProgressSnapshot::default();
