@@ -127,6 +127,7 @@ pub async fn copy_image(
         referrers: &policy,
         immutable: false,
         repo_tags: None,
+        priority: 0,
     };
     let label = format!(
         "{}{}",

@@ -649,6 +649,7 @@ async fn run_job(shared: Arc<Shared>, job: TagJob, id: u64, requests: Arc<Atomic
                 referrers: &mapping.referrers,
                 immutable: mapping.filter.is_immutable(&job.reference),
                 repo_tags: job.repo_tags.as_deref(),
+                priority: id,
             };
             let tag = job
                 .reference
@@ -699,6 +700,9 @@ pub(crate) struct Job<'a> {
     /// The tag matches `immutable_tags`: an existing target tag is left alone.
     pub(crate) immutable: bool,
     pub(crate) repo_tags: Option<&'a HashSet<String>>,
+    /// The job's place in the run (its start order): its blob transfers go before those of
+    /// jobs started later.
+    pub(crate) priority: u64,
 }
 
 impl Job<'_> {
@@ -1071,7 +1075,11 @@ impl Job<'_> {
                 let blobs: Vec<_> = manifest
                     .blobs()
                     .into_iter()
-                    .map(|blob| self.shared.blobs.ensure(self.source, blob, places, tallies))
+                    .map(|blob| {
+                        self.shared
+                            .blobs
+                            .ensure(self.source, blob, places, tallies, self.priority)
+                    })
                     .collect();
                 futures::stream::iter(blobs)
                     .buffer_unordered(6)
