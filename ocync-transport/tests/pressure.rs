@@ -436,6 +436,65 @@ async fn staged_tee_restarts_one_target_from_disk() {
     }
 }
 
+/// Two mappings send the same source image to two different registries (no mount between
+/// them). With staging, the second job reads every blob from the copy the first job kept:
+/// one source GET per blob for the whole run (without staging, two).
+#[tokio::test]
+async fn two_mappings_to_two_registries_read_each_blob_once() {
+    let image = ImageFixture::image(16, "linux/amd64", &[256 * KIB, 64 * KIB]);
+    let source = source_with(&[("v1", &image)]).await;
+    let (east, west) = (
+        FaultServer::start(Vec::new()).await,
+        FaultServer::start(Vec::new()).await,
+    );
+    let src = client_for(&source);
+    let staging = tempfile::tempdir().unwrap();
+    let mappings = [("east", &east), ("west", &west)]
+        .into_iter()
+        .map(|(label, server)| {
+            Mapping::new(
+                Endpoint::Registry(src.clone()),
+                REPO,
+                vec![Target::new(
+                    label,
+                    Endpoint::Registry(client_for(server)),
+                    REPO,
+                )],
+                only_v1(),
+            )
+        })
+        .collect();
+
+    // One image at a time, so the second mapping's job starts after the first's finished.
+    let report = sync(
+        SyncPlan { mappings },
+        SyncOptions::default()
+            .image_concurrency(1)
+            .staging(staging.path(), None),
+    )
+    .await;
+
+    assert_eq!(report.count(Status::Synced), 2, "{report:#?}");
+    assert_stored(&east, &image, "v1");
+    assert_stored(&west, &image, "v1");
+    for blob in &image.blobs {
+        assert_eq!(
+            matching(&source, "GET", blob.digest().encoded()).len(),
+            1,
+            "{}",
+            log(&source)
+        );
+    }
+    assert_eq!(
+        src.stats().bytes_downloaded,
+        image.blobs.iter().map(|b| b.size()).sum::<u64>()
+    );
+    assert!(
+        std::fs::read_dir(staging.path()).unwrap().next().is_none(),
+        "kept blobs are removed at the end of the run"
+    );
+}
+
 /// A staging limit below the layer's size leaves it unstaged: the cut download is read again
 /// from the first byte, as without staging.
 #[tokio::test]

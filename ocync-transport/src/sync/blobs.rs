@@ -191,16 +191,26 @@ impl Blobs {
         }
         let _permit = self.transfers.acquire(priority).await;
         let _transfer = self.progress.transfer();
-        // Bytes from a registry are staged so that a failed transfer need not read them again;
-        // a layout is already on local disk.
-        let spool = match (&self.stage, source) {
-            (Some(stage), Repository::Registry { .. }) => stage.spool(descriptor).await,
+        // Bytes from a registry are staged so that a failed transfer need not read them again,
+        // and kept for other jobs of the run (another mapping sending the blob to another
+        // registry); a layout is already on local disk.
+        let from_registry = matches!(source, Repository::Registry { .. });
+        let stage = self.stage.as_ref().filter(|_| from_registry);
+        let kept = match stage {
+            Some(stage) => stage.kept(descriptor).await,
+            None => None,
+        };
+        let spool = match stage {
+            Some(stage) if kept.is_none() => stage.spool(descriptor).await,
             _ => None,
         };
-        let read = source.blob(descriptor).await.map(|stream| match &spool {
-            Some(spool) => spool.record(stream, 0),
-            None => stream,
-        });
+        let read = match kept {
+            Some(stream) => Ok(stream),
+            None => source.blob(descriptor).await.map(|stream| match &spool {
+                Some(spool) => spool.record(stream, 0),
+                None => stream,
+            }),
+        };
         let results = match read {
             Err(e) => vec![Err(e); slots.len()],
             Ok(stream) if slots.len() == 1 => {
@@ -231,7 +241,7 @@ impl Blobs {
                 );
                 tracing::warn!(blob = %digest, target = %slot.place.repository.display_name(), error = %e, attempt, "blob transfer failed; starting it again");
                 tokio::time::sleep(wait).await;
-                result = match reread(source, descriptor, spool.as_ref()).await {
+                result = match reread(source, descriptor, stage, spool.as_ref()).await {
                     Ok(stream) => {
                         slot.place
                             .repository
@@ -254,6 +264,9 @@ impl Blobs {
                     first_error.get_or_insert(e);
                 }
             }
+        }
+        if let (Some(stage), Some(spool), None) = (stage, spool, &first_error) {
+            stage.keep(spool);
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -445,12 +458,18 @@ impl Drop for TransferPermit<'_> {
 async fn reread(
     source: &Repository,
     descriptor: &Descriptor,
+    stage: Option<&Arc<Stage>>,
     spool: Option<&Spool>,
 ) -> Result<BlobStream, Error> {
-    match spool {
-        Some(spool) => spool.replay(source, descriptor).await,
-        None => source.blob(descriptor).await,
+    if let Some(spool) = spool {
+        return spool.replay(source, descriptor).await;
     }
+    if let Some(stage) = stage
+        && let Some(kept) = stage.kept(descriptor).await
+    {
+        return Ok(kept);
+    }
+    source.blob(descriptor).await
 }
 
 /// Feed one source stream to several uploads. Each upload gets its own bounded channel; an

@@ -15,7 +15,8 @@
 //!   one target `HEAD`; entries are verified, and a target that lost a blob heals in the same
 //!   run;
 //! - bytes in transfer [staged](SyncOptions::staging_dir) on disk, so a failed upload or a cut
-//!   download starts again from disk and reads from the source only what never arrived;
+//!   download starts again from disk and reads from the source only what never arrived, and a
+//!   blob sent to one registry is read from disk for another mapping's registry;
 //! - failures stay with the image or mapping they belong to; the rest of the run completes.
 
 mod blobs;
@@ -303,10 +304,11 @@ pub struct SyncOptions {
     /// How long running work may take to finish after a shutdown (default 25 s).
     pub drain_timeout: Duration,
     /// Where blobs read from registries are staged while in transfer, so that a failed upload
-    /// or a cut download starts again without reading the source again (`None`: no staging).
+    /// or a cut download starts again without reading the source again, and kept for the rest
+    /// of the run for other jobs needing them (`None`: no staging).
     pub staging_dir: Option<PathBuf>,
-    /// The most bytes staged at once; a blob that would exceed it streams unstaged (`None`:
-    /// no limit beyond the blobs in flight).
+    /// The most bytes staged and kept at once; a blob that would exceed it streams unstaged
+    /// (`None`: no limit on blobs in flight, 2 GiB of kept blobs).
     pub staging_limit: Option<u64>,
     /// Run only this part of the repositories (`None`: all).
     pub shard: Option<Shard>,

@@ -2,10 +2,12 @@
 //! transfer that fails part way starts again from disk and asks the source only for what it
 //! never delivered (`Range: bytes=<n>-`).
 //!
-//! A spool file lives as long as its transfer: it is removed when the transfer settles,
-//! whether it succeeded or not, so the directory holds at most the blobs in flight. The
-//! replayed bytes are verified again end to end against the descriptor, so a bad disk or a
-//! registry that resumes at the wrong place yields a clear error, never a wrong blob.
+//! A spool file lives as long as its transfer, unless the transfer succeeded with the whole
+//! blob in it: then it is kept for the rest of the run (within a limit, least recently used
+//! out first), so that another job needing the same source blob for another registry (a second
+//! mapping) reads it from disk. Everything goes when the run ends. Replayed and kept bytes are
+//! verified again end to end against the descriptor, so a bad disk or a registry that resumes
+//! at the wrong place yields a clear error, never a wrong blob.
 //!
 //! Writes are batched and go through `spawn_blocking` under a lock that also holds the length
 //! written: a recording abandoned mid-write (its upload failed) finishes that write before a
@@ -33,6 +35,13 @@ use crate::stream::BlobStream;
 /// writes to its file continuously or removes it within seconds.
 const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
 
+/// Kept blobs end with this (and are removed with the run).
+const KEPT_SUFFIX: &str = ".blob";
+
+/// The most bytes of completed blobs kept for the rest of a run when `staging_size_limit` is
+/// not set (with it, kept blobs and spools share that limit).
+const KEEP_DEFAULT: u64 = 2 * 1024 * 1024 * 1024;
+
 /// Bytes collected before one blocking write.
 const WRITE_BATCH: usize = 512 * 1024;
 
@@ -44,9 +53,44 @@ const SUFFIX: &str = ".part";
 pub(crate) struct Stage {
     dir: PathBuf,
     limit: u64,
+    /// The most bytes of completed blobs kept for other jobs of the run.
+    keep_limit: u64,
+    /// Bytes of live spools and kept blobs.
     used: AtomicU64,
     seq: AtomicU64,
     warned: AtomicBool,
+    /// Completed blobs kept for the rest of the run.
+    kept: Mutex<KeptBlobs>,
+}
+
+/// Completed, uploaded blobs kept on disk for other jobs of the run.
+#[derive(Debug, Default)]
+struct KeptBlobs {
+    blobs: std::collections::HashMap<ocync_core::Digest, Kept>,
+    bytes: u64,
+    /// A clock of uses: the smallest `used` is the least recently used.
+    ticks: u64,
+}
+
+#[derive(Debug)]
+struct Kept {
+    path: PathBuf,
+    size: u64,
+    used: u64,
+}
+
+impl KeptBlobs {
+    /// Take out the least recently used blob.
+    fn pop_oldest(&mut self) -> Option<Kept> {
+        let oldest = self
+            .blobs
+            .iter()
+            .min_by_key(|(_, k)| k.used)
+            .map(|(d, _)| d.clone())?;
+        let kept = self.blobs.remove(&oldest)?;
+        self.bytes -= kept.size;
+        Some(kept)
+    }
 }
 
 impl Stage {
@@ -57,10 +101,96 @@ impl Stage {
         Stage {
             dir,
             limit: limit.unwrap_or(u64::MAX),
+            keep_limit: limit.unwrap_or(KEEP_DEFAULT),
             used: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             warned: AtomicBool::new(false),
+            kept: Mutex::new(KeptBlobs::default()),
         }
+    }
+
+    /// A kept copy of `descriptor`'s blob, verified as it is read, if the run has one.
+    pub(crate) async fn kept(&self, descriptor: &Descriptor) -> Option<BlobStream> {
+        let path = {
+            let mut kept = self.kept.lock().expect("kept blobs");
+            kept.ticks += 1;
+            let tick = kept.ticks;
+            let entry = kept.blobs.get_mut(&descriptor.digest)?;
+            // Used again: the last to be evicted.
+            entry.used = tick;
+            entry.path.clone()
+        };
+        // Evicted in the meantime (unlinked): the caller reads the source instead.
+        let file = tokio::fs::File::open(&path).await.ok()?;
+        tracing::debug!(blob = %descriptor.digest, "reading a blob kept from an earlier job");
+        Some(
+            read_file(file, path.clone())
+                .verified(descriptor, format!("a copy kept in {}", path.display())),
+        )
+    }
+
+    /// Keep `spool`'s complete blob for other jobs of the run (another mapping sending the
+    /// same source blob to another registry reads it from disk), within the keep limit,
+    /// evicting the least recently used. Its bytes are the ones a target just accepted under
+    /// their digest, and they are verified again whenever they are read.
+    pub(crate) fn keep(&self, mut spool: Spool) {
+        if !spool.complete() {
+            return;
+        }
+        let digest = spool.digest.clone();
+        let mut kept = self.kept.lock().expect("kept blobs");
+        if spool.size > self.keep_limit || kept.blobs.contains_key(&digest) {
+            return;
+        }
+        let path = self.dir.join(format!(
+            "{}-{}{KEPT_SUFFIX}",
+            digest.algorithm(),
+            digest.encoded()
+        ));
+        spool.state.lock().expect("spool state").file = None;
+        if std::fs::rename(&spool.path, &path).is_err() {
+            return;
+        }
+        // The reservation passes from the spool to the kept blob.
+        spool.kept = true;
+        kept.ticks += 1;
+        let used = kept.ticks;
+        kept.bytes += spool.size;
+        kept.blobs.insert(
+            digest,
+            Kept {
+                path,
+                size: spool.size,
+                used,
+            },
+        );
+        while kept.bytes > self.keep_limit {
+            let Some(old) = kept.pop_oldest() else { break };
+            self.forget(old);
+        }
+    }
+
+    /// Make room for `size` more bytes by evicting kept blobs, oldest first; whether it fits.
+    fn make_room(&self, size: u64) -> bool {
+        let mut kept = self.kept.lock().expect("kept blobs");
+        loop {
+            let used = self.used.load(Ordering::Acquire);
+            if used
+                .checked_add(size)
+                .is_some_and(|total| total <= self.limit)
+            {
+                return true;
+            }
+            let Some(old) = kept.pop_oldest() else {
+                return false;
+            };
+            self.forget(old);
+        }
+    }
+
+    fn forget(&self, kept: Kept) {
+        let _ = std::fs::remove_file(&kept.path);
+        self.used.fetch_sub(kept.size, Ordering::AcqRel);
     }
 
     /// A spool for one transfer of `descriptor`, or `None` when the blob does not fit in what
@@ -68,6 +198,7 @@ impl Stage {
     /// unstaged, as it would without staging).
     pub(crate) async fn spool(self: &Arc<Self>, descriptor: &Descriptor) -> Option<Spool> {
         let size = descriptor.size;
+        self.make_room(size);
         let reserved = self
             .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
@@ -100,6 +231,8 @@ impl Stage {
             Ok(file) => Some(Spool {
                 path,
                 size,
+                digest: descriptor.digest.clone(),
+                kept: false,
                 state: Arc::new(Mutex::new(Written {
                     file: Some(file),
                     len: 0,
@@ -123,6 +256,16 @@ impl Stage {
     }
 }
 
+impl Drop for Stage {
+    /// Kept blobs serve one run: the next starts from its sources (and its cache).
+    fn drop(&mut self) {
+        let kept = std::mem::take(&mut *self.kept.lock().expect("kept blobs"));
+        for k in kept.blobs.into_values() {
+            let _ = std::fs::remove_file(&k.path);
+        }
+    }
+}
+
 /// Remove spool files of killed runs under `dir`.
 fn sweep(dir: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -130,7 +273,8 @@ fn sweep(dir: &std::path::Path) {
     };
     let now = SystemTime::now();
     for entry in entries.flatten() {
-        let stale = entry.file_name().to_string_lossy().ends_with(SUFFIX)
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = (name.ends_with(SUFFIX) || name.ends_with(KEPT_SUFFIX))
             && entry
                 .metadata()
                 .and_then(|m| m.modified())
@@ -155,6 +299,9 @@ struct Written {
 pub(crate) struct Spool {
     path: PathBuf,
     size: u64,
+    digest: ocync_core::Digest,
+    /// Renamed into the kept blobs: not removed on drop.
+    kept: bool,
     state: Arc<Mutex<Written>>,
     stage: Arc<Stage>,
 }
@@ -243,6 +390,12 @@ impl Spool {
             .verified(descriptor, format!("{} ({staged_at})", read.location)))
     }
 
+    /// Whether the spool holds the whole blob.
+    fn complete(&self) -> bool {
+        let state = self.state.lock().expect("spool state");
+        state.file.is_some() && state.len == self.size
+    }
+
     /// The first `len` staged bytes.
     async fn prefix(&self, len: u64) -> Result<BlobStream, Error> {
         let file = tokio::fs::File::open(&self.path)
@@ -269,6 +422,9 @@ impl Spool {
 
 impl Drop for Spool {
     fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
         // Closing the file first lets the removal succeed on every platform.
         self.state.lock().expect("spool state").file = None;
         let _ = std::fs::remove_file(&self.path);
@@ -424,6 +580,46 @@ mod tests {
         assert_eq!(
             spool.state.lock().unwrap().len,
             6 * (WRITE_BATCH / 4) as u64
+        );
+    }
+
+    /// A completed spool is kept for later jobs and read back verified; the least recently used
+    /// go first when the limit needs room; the run's end removes them all.
+    #[tokio::test]
+    async fn completed_blobs_are_kept_evicted_oldest_first_and_removed_with_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 100]).collect();
+        let descriptors: Vec<Descriptor> = blobs.iter().map(|b| descriptor(b)).collect();
+        // Room for two kept blobs and nothing else.
+        let stage = Arc::new(Stage::new(dir.path().to_owned(), Some(200)));
+        for (bytes, d) in blobs.iter().zip(&descriptors).take(2) {
+            let spool = stage.spool(d).await.unwrap();
+            drain(spool.record(BlobStream::from_bytes(Bytes::from(bytes.clone())), 0)).await;
+            stage.keep(spool);
+        }
+        assert_eq!(stage.used(), 200);
+        assert_eq!(
+            drain(stage.kept(&descriptors[0]).await.unwrap()).await,
+            blobs[0]
+        );
+        // A third needs room: the least recently used (the second) goes.
+        let spool = stage.spool(&descriptors[2]).await.unwrap();
+        assert!(stage.kept(&descriptors[1]).await.is_none());
+        drain(spool.record(BlobStream::from_bytes(Bytes::from(blobs[2].clone())), 0)).await;
+        stage.keep(spool);
+        assert!(stage.kept(&descriptors[0]).await.is_some());
+        assert!(stage.kept(&descriptors[2]).await.is_some());
+        // A transfer in flight comes before kept blobs: the least recently used (the first)
+        // goes; an incomplete spool is not kept.
+        let spool = stage.spool(&descriptors[1]).await.unwrap();
+        assert!(stage.kept(&descriptors[0]).await.is_none());
+        stage.keep(spool);
+        assert!(stage.kept(&descriptors[1]).await.is_none());
+        assert_eq!(stage.used(), 100, "only the third is kept");
+        drop(stage);
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+            "kept blobs go with the run"
         );
     }
 
