@@ -189,6 +189,12 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(plan: SyncPlan, options: &SyncOptions, cache: Arc<Cache>) -> Shared {
         let progress = options.progress.clone().unwrap_or_default();
+        let target_registries = plan
+            .mappings
+            .iter()
+            .flat_map(|m| m.targets.iter().map(|t| t.endpoint.key()))
+            .collect::<HashSet<String>>()
+            .len();
         let mut shared = Shared {
             plan,
             dry_run: options.dry_run,
@@ -200,7 +206,7 @@ impl Shared {
                     .staging_dir
                     .clone()
                     .filter(|_| !options.dry_run)
-                    .map(|dir| Stage::new(dir, options.staging_limit)),
+                    .map(|dir| Stage::new(dir, options.staging_limit, target_registries > 1)),
             ),
             cache,
             images: Semaphore::new(options.image_concurrency.max(1)),

@@ -305,10 +305,11 @@ pub struct SyncOptions {
     pub drain_timeout: Duration,
     /// Where blobs read from registries are staged while in transfer, so that a failed upload
     /// or a cut download starts again without reading the source again, and kept for the rest
-    /// of the run for other jobs needing them (`None`: no staging).
+    /// of the run for other jobs needing them when the targets span several registries
+    /// (`None`: no staging).
     pub staging_dir: Option<PathBuf>,
     /// The most bytes staged and kept at once; a blob that would exceed it streams unstaged
-    /// (`None`: no limit on blobs in flight, 2 GiB of kept blobs).
+    /// (`None`: no limit on blobs in flight, 1 GiB of kept blobs).
     pub staging_limit: Option<u64>,
     /// Run only this part of the repositories (`None`: all).
     pub shard: Option<Shard>,

@@ -39,8 +39,9 @@ const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
 const KEPT_SUFFIX: &str = ".blob";
 
 /// The most bytes of completed blobs kept for the rest of a run when `staging_size_limit` is
-/// not set (with it, kept blobs and spools share that limit).
-const KEEP_DEFAULT: u64 = 2 * 1024 * 1024 * 1024;
+/// not set (with it, kept blobs and spools share that limit): modest, because the cache volume
+/// of a pod is often small.
+const KEEP_DEFAULT: u64 = 1024 * 1024 * 1024;
 
 /// Bytes collected before one blocking write.
 const WRITE_BATCH: usize = 512 * 1024;
@@ -95,13 +96,19 @@ impl KeptBlobs {
 
 impl Stage {
     /// Stage under `dir`, holding at most `limit` bytes at once (`None`: as many as the
-    /// transfers in flight need). Spool files a killed run left behind are removed.
-    pub(crate) fn new(dir: PathBuf, limit: Option<u64>) -> Stage {
+    /// transfers in flight need), and keeping completed blobs for later jobs when `keep` (a
+    /// run with targets in more than one registry: within one registry, mounts already serve
+    /// a second repository). Spool files a killed run left behind are removed.
+    pub(crate) fn new(dir: PathBuf, limit: Option<u64>, keep: bool) -> Stage {
         sweep(&dir);
         Stage {
             dir,
             limit: limit.unwrap_or(u64::MAX),
-            keep_limit: limit.unwrap_or(KEEP_DEFAULT),
+            keep_limit: if keep {
+                limit.unwrap_or(KEEP_DEFAULT)
+            } else {
+                0
+            },
             used: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             warned: AtomicBool::new(false),
@@ -524,7 +531,7 @@ mod tests {
     #[tokio::test]
     async fn a_recorded_stream_is_replayed_from_disk_and_the_file_goes_with_the_spool() {
         let dir = tempfile::tempdir().unwrap();
-        let stage = Arc::new(Stage::new(dir.path().join("staging"), None));
+        let stage = Arc::new(Stage::new(dir.path().join("staging"), None, true));
         let d = descriptor(BLOB);
         let spool = stage.spool(&d).await.unwrap();
         assert_eq!(stage.used(), BLOB.len() as u64);
@@ -542,7 +549,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_read_keeps_its_prefix_and_late_writes_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let stage = Arc::new(Stage::new(dir.path().to_owned(), None));
+        let stage = Arc::new(Stage::new(dir.path().to_owned(), None, true));
         let spool = stage.spool(&descriptor(BLOB)).await.unwrap();
         let cut = BlobStream::new(futures::stream::iter([
             Ok(Bytes::from_static(&BLOB[..10])),
@@ -570,7 +577,7 @@ mod tests {
     async fn an_abandoned_recording_keeps_what_it_passed_on() {
         let dir = tempfile::tempdir().unwrap();
         let big: &'static [u8] = Box::leak(vec![7u8; WRITE_BATCH * 2 + 10].into_boxed_slice());
-        let stage = Arc::new(Stage::new(dir.path().to_owned(), None));
+        let stage = Arc::new(Stage::new(dir.path().to_owned(), None, true));
         let spool = stage.spool(&descriptor(big)).await.unwrap();
         let mut recording = spool.record(chunks(big, WRITE_BATCH / 4), 0);
         for _ in 0..6 {
@@ -591,7 +598,7 @@ mod tests {
         let blobs: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 100]).collect();
         let descriptors: Vec<Descriptor> = blobs.iter().map(|b| descriptor(b)).collect();
         // Room for two kept blobs and nothing else.
-        let stage = Arc::new(Stage::new(dir.path().to_owned(), Some(200)));
+        let stage = Arc::new(Stage::new(dir.path().to_owned(), Some(200), true));
         for (bytes, d) in blobs.iter().zip(&descriptors).take(2) {
             let spool = stage.spool(d).await.unwrap();
             drain(spool.record(BlobStream::from_bytes(Bytes::from(bytes.clone())), 0)).await;
@@ -623,6 +630,20 @@ mod tests {
         );
     }
 
+    /// With one target registry nothing is kept: mounts serve its other repositories.
+    #[tokio::test]
+    async fn nothing_is_kept_for_a_single_target_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let stage = Arc::new(Stage::new(dir.path().to_owned(), None, false));
+        let d = descriptor(BLOB);
+        let spool = stage.spool(&d).await.unwrap();
+        drain(spool.record(chunks(BLOB, 7), 0)).await;
+        stage.keep(spool);
+        assert!(stage.kept(&d).await.is_none());
+        assert_eq!(stage.used(), 0);
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+    }
+
     #[tokio::test]
     async fn the_limit_counts_blobs_in_flight_and_leftovers_of_killed_runs_are_swept() {
         let dir = tempfile::tempdir().unwrap();
@@ -636,6 +657,7 @@ mod tests {
         let stage = Arc::new(Stage::new(
             dir.path().to_owned(),
             Some(BLOB.len() as u64 + 5),
+            true,
         ));
         assert!(!old.exists(), "a spool file of a killed run is removed");
         assert!(other.exists(), "nothing else is touched");
