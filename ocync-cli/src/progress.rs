@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ocync_transport::{Progress, ProgressSnapshot};
+use ocync_transport::{Progress, ProgressSnapshot, SyncOptions, SyncPlan, SyncReport};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -54,6 +54,16 @@ impl Mode {
             Mode::Heartbeat
         }
     }
+}
+
+/// Run a sync with its progress shown in `mode`; the display is gone before the report is
+/// returned, so the summary that follows is never drawn over.
+pub(crate) async fn sync(plan: SyncPlan, options: SyncOptions, mode: Mode) -> SyncReport {
+    let progress = Arc::new(Progress::new());
+    let display = Display::start(progress.clone(), mode);
+    let report = ocync_transport::sync(plan, options.progress(progress)).await;
+    display.finish().await;
+    report
 }
 
 /// A running display; [`Display::finish`] removes the bar.

@@ -2,9 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use std::sync::Arc;
-
-use ocync_transport::{Progress, Shard, Status, SyncOptions, SyncPlan, SyncReport};
+use ocync_transport::{Shard, Status, SyncOptions, SyncPlan, SyncReport};
 
 use crate::cli::{RunArgs, SyncArgs};
 use crate::config::Config;
@@ -15,15 +13,9 @@ pub(crate) async fn run(args: SyncArgs, display: progress::Mode) -> anyhow::Resu
     let config = config::load(&args.config)?;
     config.log_warnings();
     let (plan, options) = prepare(&config, &args.run)?;
-    let progress = Arc::new(Progress::new());
-    let options = options
-        .dry_run(args.dry_run)
-        .shutdown(signals::shutdown())
-        .progress(progress.clone());
+    let options = options.dry_run(args.dry_run).shutdown(signals::shutdown());
     let labels: Vec<String> = plan.mappings.iter().map(|m| m.label.clone()).collect();
-    let display = progress::Display::start(progress, display);
-    let report = ocync_transport::sync(plan, options).await;
-    display.finish().await;
+    let report = progress::sync(plan, options, display).await;
 
     if args.json {
         let json = serde_json::to_string_pretty(&report)?;

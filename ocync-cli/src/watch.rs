@@ -15,11 +15,10 @@ mod schedule;
 
 use std::io::Write as _;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use ocync_transport::{Progress, SyncOptions, SyncPlan, SyncReport};
+use ocync_transport::{SyncOptions, SyncPlan, SyncReport};
 use tokio::sync::watch;
 
 use crate::cli::WatchArgs;
@@ -227,17 +226,10 @@ async fn run_cycle(
         state.metrics.cycle_started();
     }
     tracing::info!("cycle {cycle} started");
-    // The engine reports each run's own registry counters, also with the plan's clients kept
-    // from cycle to cycle.
-    let counters = Arc::new(Progress::new());
-    let options = current
-        .options
-        .clone()
-        .shutdown(shutdown.clone())
-        .progress(counters.clone());
-    let display = progress::Display::start(counters, display);
-    let report = ocync_transport::sync(current.plan.clone(), options).await;
-    display.finish().await;
+    let options = current.options.clone().shutdown(shutdown.clone());
+    // The report's registry counters are this cycle's alone, although the plan's clients live
+    // from cycle to cycle: the engine counts from the start of each run.
+    let report = progress::sync(current.plan.clone(), options, display).await;
 
     if json {
         print_line(&report);

@@ -205,13 +205,10 @@ fn summary_of_a_sync() {
 /// clears it before the summary; piped, the same run has no bar and no escape sequences.
 #[test]
 fn a_progress_bar_only_on_a_terminal() {
-    if std::process::Command::new("script")
+    std::process::Command::new("script")
         .arg("--version")
         .output()
-        .is_err()
-    {
-        panic!("util-linux `script` is needed for the terminal test (apt-get install bsdutils)");
-    }
+        .expect("util-linux `script` is needed for the terminal test (apt-get install bsdutils)");
     let dir = tempfile::tempdir().unwrap();
     let config = four_repositories(dir.path());
     let command = format!(

@@ -177,19 +177,17 @@ impl Stage {
         }
     }
 
-    /// Make room for `size` more bytes by evicting kept blobs, oldest first; whether it fits.
-    fn make_room(&self, size: u64) -> bool {
+    /// Make room for `size` more bytes by evicting kept blobs, oldest first, as far as they go.
+    fn make_room(&self, size: u64) {
         let mut kept = self.kept.lock().expect("kept blobs");
-        loop {
-            let used = self.used.load(Ordering::Acquire);
-            if used
-                .checked_add(size)
-                .is_some_and(|total| total <= self.limit)
-            {
-                return true;
-            }
+        while self
+            .used
+            .load(Ordering::Acquire)
+            .checked_add(size)
+            .is_none_or(|total| total > self.limit)
+        {
             let Some(old) = kept.pop_oldest() else {
-                return false;
+                return;
             };
             self.forget(old);
         }
@@ -256,7 +254,7 @@ impl Stage {
         }
     }
 
-    /// Bytes reserved by live spools.
+    /// Bytes reserved by live spools and kept blobs.
     #[cfg(test)]
     fn used(&self) -> u64 {
         self.used.load(Ordering::Acquire)
@@ -371,27 +369,21 @@ impl Spool {
             return source.blob(descriptor).await;
         };
         let staged_at = format!("staged in {}", self.path.display());
-        if !healthy || have == 0 {
-            self.reset().await;
-            let read = client.blob_from(name, descriptor, 0).await?;
-            return Ok(self
-                .record(read.stream, 0)
-                .verified(descriptor, read.location));
-        }
-        let prefix = self.prefix(have).await?;
-        if have == self.size {
+        if healthy && have == self.size {
             tracing::debug!(blob = %descriptor.digest, bytes = have, "replaying a staged blob");
-            return Ok(prefix.verified(descriptor, staged_at));
+            return Ok(self.prefix(have).await?.verified(descriptor, staged_at));
         }
-        let read = client.blob_from(name, descriptor, have).await?;
+        let from = if healthy { have } else { 0 };
+        let read = client.blob_from(name, descriptor, from).await?;
         if read.start == 0 {
-            tracing::debug!(blob = %descriptor.digest, "the source ignored Range; reading the whole blob again");
+            // Nothing usable staged, or a source that ignored Range: the whole blob again.
             self.reset().await;
             return Ok(self
                 .record(read.stream, 0)
                 .verified(descriptor, read.location));
         }
         tracing::debug!(blob = %descriptor.digest, staged = have, "resuming a blob read from the staged bytes");
+        let prefix = self.prefix(have).await?;
         let rest = self.record(read.stream, have);
         Ok(BlobStream::new(prefix.chain(rest))
             .verified(descriptor, format!("{} ({staged_at})", read.location)))
